@@ -1,0 +1,175 @@
+"""Checkpoints: a folder per checkpoint, written atomically, that alone rebuilds the model.
+
+``checkpoints/step_000000511/`` holds
+- ``model.safetensors``: the network, EMA network and normaliser weights (``network.*``, ``ema_network.*``,
+  ``normalizer.*``), tagged with ``format = ddim`` in the metadata;
+- ``config.json``: the run's :class:`~ddim.config.RunConfig`;
+- ``training_state.pt``: optimiser state, step, epoch, history and random-generator states.
+
+A checkpoint is written into a hidden temporary folder, flushed to disk, then renamed into place, so
+a crash at any moment leaves either the previous checkpoints or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, RunConfig
+from .model import DiffusionModel
+
+FORMAT = "ddim"
+FORMAT_VERSION = "1"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+STATE_FILE = "training_state.pt"
+CHECKPOINTS_DIR = "checkpoints"
+BEST_NAME = "best"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(RuntimeError):
+    """A missing, truncated, foreign or inconsistent checkpoint."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def step_dir_name(step: int) -> str:
+    """The folder name of the checkpoint taken after ``step`` optimiser steps."""
+    return f"step_{step:09d}"
+
+
+def write_checkpoint(folder: Path, model: DiffusionModel, config: RunConfig,
+                     training_state: dict[str, Any] | None = None) -> Path:
+    """Atomically write a checkpoint folder at ``folder`` (replacing one that is there); returns it."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+    try:
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": FORMAT_VERSION})
+        (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        if training_state is not None:
+            torch.save(training_state, staging / STATE_FILE)
+        for path in staging.iterdir():
+            _fsync_file(path)
+        _fsync_dir(staging)
+        if folder.exists():  # replacing (e.g. "best"): move the old one aside first, then drop it
+            old = folder.parent / f".old-{folder.name}-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            staging.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(folder)
+        _fsync_dir(folder.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def step_checkpoints(run_dir: Path) -> list[Path]:
+    """The run's step checkpoints, oldest first."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` step checkpoints (the ``best`` one is never touched)."""
+    for old in step_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in (Path(run_dir) / CHECKPOINTS_DIR).glob(".tmp-*"):  # left by a crash mid-write
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder from a run folder (its latest), a checkpoint folder or its weights file."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_file():
+        if path.name != WEIGHTS_FILE:
+            raise CheckpointError(f"{path} is not a ddim checkpoint (expected a run folder, a checkpoint "
+                                  f"folder or its {WEIGHTS_FILE})")
+        path = path.parent
+    if (path / WEIGHTS_FILE).is_file():
+        return path
+    checkpoints = step_checkpoints(path)
+    if not checkpoints:
+        raise CheckpointError(f"no checkpoint found in {path} (expected {CHECKPOINTS_DIR}/step_*/{WEIGHTS_FILE})")
+    return checkpoints[-1]
+
+
+def read_config(checkpoint: Path) -> RunConfig:
+    """The run configuration stored in a checkpoint folder."""
+    config_path = Path(checkpoint) / CONFIG_FILE
+    try:
+        return RunConfig.from_dict(json.loads(config_path.read_text()))
+    except FileNotFoundError as error:
+        raise CheckpointError(f"checkpoint {checkpoint} has no {CONFIG_FILE}") from error
+    except (json.JSONDecodeError, ConfigError, TypeError) as error:
+        raise CheckpointError(f"{config_path} is not a valid ddim configuration: {error}") from error
+
+
+def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[DiffusionModel, RunConfig, Path]:
+    """Rebuild the model from a checkpoint (or a run folder's latest); returns model, config, folder."""
+    checkpoint = resolve_checkpoint(path)
+    config = read_config(checkpoint)
+    weights_path = checkpoint / WEIGHTS_FILE
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(weights_path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(weights_path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read {weights_path} (truncated or not a safetensors file): {error}") from error
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{weights_path} is not a ddim checkpoint (its metadata has no format=ddim)")
+    model = DiffusionModel(config.model)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{weights_path} does not match the model its {CONFIG_FILE} describes: "
+                              f"{str(error).splitlines()[0]}") from error
+    return model.to(device), config, checkpoint
+
+
+def load_training_state(checkpoint: Path) -> dict[str, Any]:
+    """The optimiser state, counters, history and generator states of a checkpoint."""
+    state_path = Path(checkpoint) / STATE_FILE
+    try:
+        return torch.load(state_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise CheckpointError(f"checkpoint {checkpoint} has no {STATE_FILE}, so training cannot resume from it") from error
+    except Exception as error:  # torch raises several types for a damaged file
+        raise CheckpointError(f"cannot read {state_path} (truncated or foreign): {error}") from error

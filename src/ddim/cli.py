@@ -1,0 +1,252 @@
+"""The ``ddim`` command: ``train`` and ``sample`` (see ``ddim <command> --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+
+# Config fields settable from the command line: (section, field) -> option. Every option here
+# defaults to "not given", so a resumed run can tell overrides from defaults.
+CONFIG_OPTIONS: dict[tuple[str, str], str] = {
+    ("model", "image_size"): "--image-size",
+    ("model", "widths"): "--widths",
+    ("model", "block_depth"): "--block-depth",
+    ("model", "embedding_dims"): "--embedding-dims",
+    ("model", "min_signal_rate"): "--min-signal-rate",
+    ("model", "max_signal_rate"): "--max-signal-rate",
+    ("model", "prediction"): "--prediction",
+    ("data", "path"): "--data",
+    ("data", "split_seed"): "--split-seed",
+    ("data", "train_fraction"): "--train-fraction",
+    ("data", "repeats"): "--repeats",
+    ("data", "cache_dir"): "--cache-dir",
+    ("data", "train_images"): "--train-images",
+    ("data", "validation_images"): "--validation-images",
+    ("train", "epochs"): "--epochs",
+    ("train", "batch_size"): "--batch-size",
+    ("train", "lr"): "--lr",
+    ("train", "weight_decay"): "--weight-decay",
+    ("train", "ema"): "--ema",
+    ("train", "loss"): "--loss",
+    ("train", "max_steps"): "--max-steps",
+    ("train", "seed"): "--seed",
+    ("train", "device"): "--device",
+    ("train", "plot_steps"): "--plot-steps",
+    ("train", "plot_images"): "--plot-images",
+    ("train", "log_every"): "--log-every",
+    ("train", "checkpoint_every"): "--checkpoint-every",
+    ("train", "keep_checkpoints"): "--keep-checkpoints",
+}
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64,96,128, got {text!r}")
+    return values
+
+
+def _field_help(section: str, name: str) -> str:
+    default = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name).default
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    return f"default: {default}"
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    types: dict[str, Callable[[str], Any]] = {"widths": _int_list}
+    groups = {name: parser.add_argument_group(f"{name} options") for name in SECTIONS}
+    for (section, name), option in CONFIG_OPTIONS.items():
+        field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+        default = field.default
+        kind = types.get(name) or (type(default) if default is not None and not isinstance(default, str) else None)
+        if name in ("max_steps", "checkpoint_every", "train_images", "validation_images"):
+            kind = int
+        extra: dict[str, Any] = {"type": kind} if kind else {}
+        if name == "prediction":
+            extra["choices"] = ("noise", "velocity", "signal")
+        if name == "loss":
+            extra["choices"] = ("mae", "mse")
+        metavar = "W1,W2,..." if name == "widths" else option[2:].upper().replace("-", "_")
+        if "choices" in extra:
+            metavar = None
+        groups[section].add_argument(option, dest=f"{section}.{name}", default=argparse.SUPPRESS, metavar=metavar,
+                                     help=_field_help(section, name), **extra)
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """The run config: ``base`` (or the defaults) with every option the user gave applied."""
+    base = base or RunConfig()
+    sections = {name: dataclasses.asdict(getattr(base, name)) for name in SECTIONS}
+    for key, value in vars(args).items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            sections[section][name] = value
+    return RunConfig.from_dict(sections)
+
+
+def given_options(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
+    """The config options present on the command line, as (section, field) -> value."""
+    return {tuple(key.split(".", 1)): value for key, value in vars(args).items() if "." in key}  # type: ignore[misc]
+
+
+def option_name(field_path: str) -> str:
+    """``batch_size`` or ``train.batch_size`` -> ``--batch-size``."""
+    name = field_path.split(".")[-1]
+    for (_, field_name), option in CONFIG_OPTIONS.items():
+        if field_name == name:
+            return option
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddim", description="Train denoising diffusion implicit models and "
+                                     "generate images (a PyTorch port of the Keras DDIM example).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model (the seed's recipe by default)",
+                                description="Train the seed's DDIM on a folder of images.")
+    train.add_argument("--run-dir", type=Path, default=None,
+                       help="folder for config, samples, history and checkpoints (default: runs/<date-time>)")
+    train.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                       help="continue the run in RUN_DIR from its latest checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    _add_config_options(train)
+    train.set_defaults(parser=train)
+
+    sample = commands.add_parser("sample", help="generate images from a checkpoint",
+                                 description="Generate N images (PNG files and a grid) with the EMA network.")
+    sample.add_argument("--checkpoint", type=Path, required=True,
+                        help="a run folder (its latest checkpoint) or a checkpoint folder")
+    sample.add_argument("--num", type=int, default=16, help="number of images (default: 16)")
+    sample.add_argument("--steps", type=int, default=20, help="sampling steps (default: 20)")
+    sample.add_argument("--seed", type=int, default=0, help="image k of seed s is always the same (default: 0)")
+    sample.add_argument("--out", type=Path, required=True, help="output folder")
+    sample.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
+    sample.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    sample.set_defaults(parser=sample)
+    return parser
+
+
+def _check_positive(parser: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def _run_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import checkpoint as ckpt
+    from .callbacks import HistoryWriter, ProgressBar, SampleGrid
+    from .data import load_splits
+    from .train import TrainingError, fit, prepare_run_dir, resolve_device
+
+    given = given_options(args)
+    resume = args.resume is not None
+    if resume:
+        if args.run_dir is not None and Path(args.run_dir) != Path(args.resume):
+            parser.error("--resume RUN_DIR continues that run in place; do not also give a different --run-dir")
+        run_dir = Path(args.resume)
+        saved = run_dir / "config.json"
+        if not saved.is_file():
+            raise ckpt.CheckpointError(f"--resume {run_dir}: no config.json there, so it is not a ddim run folder")
+        base = RunConfig.load(saved)
+        for (section, name), value in given.items():
+            if section == "model" and getattr(base.model, name) != value:
+                parser.error(f"{CONFIG_OPTIONS[(section, name)]} {value} disagrees with the run being resumed "
+                             f"({getattr(base.model, name)}); the model of a run cannot change")
+    else:
+        base = None
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / _timestamp()
+    try:
+        config = config_from_args(args, base)
+    except ConfigError as error:
+        parser.error(f"{option_name(error.field)}: {error.message}")
+    try:
+        resolve_device(config.train.device)
+    except TrainingError as error:
+        parser.error(str(error))
+
+    prepare_run_dir(run_dir, resume)
+    show = not args.no_progress
+    splits = load_splits(config.data, config.model.image_size, progress=_progress_factory(show))
+    callbacks = [ProgressBar(enabled=show), SampleGrid(run_dir, config), HistoryWriter(run_dir)]
+    if show:
+        print(f"ddim: training on {len(splits.train)} images ({len(splits.validation)} for validation) "
+              f"from {splits.folder}; run folder {run_dir}", file=sys.stderr)
+    fit(config, run_dir, splits=splits, callbacks=callbacks, resume=resume)
+    return 0
+
+
+def _run_sample(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .model import generate_images
+    from .reports import save_grid, save_images
+    from .train import resolve_device
+
+    _check_positive(parser, args, "num", "steps", "batch_size")
+    device = resolve_device(args.device)
+    model, config, folder = load_model(args.checkpoint, device=device)
+    images = generate_images(model, seed=args.seed, indices=range(args.num), steps=args.steps,
+                             batch_size=args.batch_size, device=device)
+    out = Path(args.out)
+    save_images(images, out)
+    save_grid(images, out / "grid.png")
+    (out / "sample.json").write_text(json.dumps({
+        "checkpoint": str(folder), "num": args.num, "steps": args.steps, "seed": args.seed, "sampler": "ddim"},
+        indent=2) + "\n")
+    print(f"wrote {args.num} images and grid.png to {out} (checkpoint {folder})")
+    return 0
+
+
+def _timestamp() -> str:
+    import datetime
+
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _progress_factory(enabled: bool):
+    from tqdm.auto import tqdm
+
+    def factory(description: str, total: int) -> Callable[[int], None]:
+        bar = tqdm(total=total, desc=description, unit="img", disable=not enabled, leave=False)
+
+        def update(count: int) -> None:
+            bar.update(count)
+            if bar.n >= total:
+                bar.close()
+        return update
+    return factory
+
+
+COMMANDS = {"train": _run_train, "sample": _run_sample}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ddim`` command; returns the exit status."""
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import TrainingError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args.parser, args)
+    except (DataError, CheckpointError, TrainingError) as error:
+        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ddim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""From a ``--data`` argument to preprocessed train and validation arrays, cached on disk.
+
+A folder in the Oxford Flowers 102 layout gets the seed's split; any other folder of images gets a
+seeded 80/20 split. The decoded, cropped and resized uint8 images are cached (keyed by the files'
+names, sizes and modification times and the image size), so a second run skips decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..config import DataConfig
+from . import flowers
+from .errors import DataError
+from .images import IMAGE_EXTENSIONS, list_images, load_images
+
+CACHE_ENVIRONMENT_VARIABLE = "DDIM_CACHE_DIR"
+CACHE_FORMAT_VERSION = 1  # bump when preprocessing changes, so stale caches are not reused
+
+
+def default_cache_dir() -> Path:
+    """``$DDIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/ddim``, else ``~/.cache/ddim``."""
+    if os.environ.get(CACHE_ENVIRONMENT_VARIABLE):
+        return Path(os.environ[CACHE_ENVIRONMENT_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ddim"
+
+
+@dataclass(frozen=True)
+class ImageSplits:
+    """Preprocessed uint8 images (N, S, S, 3) of both sides of the split, with where they came from."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    train_labels: np.ndarray | None
+    validation_labels: np.ndarray | None
+    folder: Path
+    layout: str  # "flowers102" or "folder"
+    fingerprint: str  # identifies files, split and preprocessing (for reference-feature caches)
+    skipped: tuple[str, ...] = ()  # unreadable files left out (only with skip_unreadable)
+
+
+def resolve_data_folder(path: str, cache_dir: Path) -> Path:
+    """The folder ``--data`` names; ``flowers102`` without such a folder means the cached download."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise DataError(f"--data {path} is a file, not a folder of images")
+    if path == "flowers102":
+        cached = cache_dir / "flowers102"
+        if flowers.is_flowers_layout(cached):
+            return cached
+        return flowers.download_flowers102(cache_dir)
+    raise DataError(f"data folder {folder} does not exist (use --data flowers102 to download Oxford Flowers 102)")
+
+
+def _fingerprint(folder: Path, files: list[Path], image_size: int) -> str:
+    digest = hashlib.sha1(f"v{CACHE_FORMAT_VERSION}:{image_size}".encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+    return digest.hexdigest()
+
+
+def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
+        handle.write(buffer.getvalue())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(handle.name, path)
+
+
+def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: Path, skip_unreadable: bool,
+                   progress: Callable[[str, int], Callable[[int], None]] | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """All ``files`` decoded (from the cache when it is current); returns images, kept indices, key."""
+    key = _fingerprint(folder, files, image_size)
+    cache_file = cache_dir / "images" / f"{folder.name}-{key[:16]}-{image_size}px{'-skip' if skip_unreadable else ''}.npz"
+    if cache_file.is_file():
+        try:
+            with np.load(cache_file) as cached:
+                return cached["images"], cached["kept"], key
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is rebuilt below
+    update = progress(f"decoding {len(files)} images from {folder}", len(files)) if progress else None
+    images, kept = load_images(files, image_size, skip_unreadable=skip_unreadable, progress=update)
+    kept_array = np.asarray(kept, dtype=np.int64)
+    try:
+        _atomic_save_npz(cache_file, images=images, kept=kept_array)
+    except OSError:
+        pass  # an unwritable cache only costs the next run the decoding time
+    return images, kept_array, key
+
+
+def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = False,
+                progress: Callable[[str, int], Callable[[int], None]] | None = None) -> ImageSplits:
+    """Resolve, decode (or read from cache) and split the images that ``config.path`` names."""
+    cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    folder = resolve_data_folder(config.path, cache_dir)
+    if flowers.is_flowers_layout(folder):
+        index = flowers.read_index(folder)
+        files = [flowers.image_path(folder, i) for i in range(1, index.labels.size + 1)]
+        images, kept, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
+        train_ids, validation_ids = flowers.seed_split(index, config.split_seed, config.train_fraction)
+        position = np.full(len(files) + 1, -1, dtype=np.int64)  # 1-based id -> row in ``images``
+        position[kept + 1] = np.arange(kept.size)
+        train_ids = train_ids[position[train_ids] >= 0]
+        validation_ids = validation_ids[position[validation_ids] >= 0]
+        train, validation = images[position[train_ids]], images[position[validation_ids]]
+        train_labels, validation_labels = index.labels[train_ids - 1], index.labels[validation_ids - 1]
+        layout = "flowers102"
+    else:
+        files = list_images(folder)
+        if not files:
+            raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
+                            "or the Oxford Flowers 102 layout jpg/ + imagelabels.mat + setid.mat)")
+        images, kept, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
+        order = np.random.default_rng(config.split_seed).permutation(kept.size)
+        cut = int(round(kept.size * config.train_fraction))
+        train, validation = images[np.sort(order[:cut])], images[np.sort(order[cut:])]
+        train_labels = validation_labels = None
+        layout = "folder"
+    if config.train_images is not None:
+        train = train[: config.train_images]
+        train_labels = None if train_labels is None else train_labels[: config.train_images]
+    if config.validation_images is not None:
+        validation = validation[: config.validation_images]
+        validation_labels = None if validation_labels is None else validation_labels[: config.validation_images]
+    if len(train) == 0 or len(validation) == 0:
+        raise DataError(f"{folder} has too few readable images ({len(train) + len(validation)}) to split "
+                        f"{config.train_fraction:.0%} / {1 - config.train_fraction:.0%}: both sides need one")
+    skipped = tuple(str(files[i]) for i in sorted(set(range(len(files))) - set(kept.tolist())))
+    split_key = hashlib.sha1(f"{key}:{config.split_seed}:{config.train_fraction}:{config.train_images}:"
+                             f"{config.validation_images}".encode()).hexdigest()
+    return ImageSplits(train=train, validation=validation, train_labels=train_labels,
+                       validation_labels=validation_labels, folder=folder, layout=layout,
+                       fingerprint=split_key, skipped=skipped)

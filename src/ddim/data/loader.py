@@ -1,0 +1,53 @@
+"""The train set resident on the device as uint8, shuffled and batched there.
+
+An epoch is the seed's: the train set repeated ``repeats`` times, shuffled, cut into batches of
+``batch_size`` with the last partial batch dropped (6,551 x 5 // 64 = 511 steps). The order of epoch
+e depends only on (seed, e), so a resumed run sees exactly the batches it would have seen. Under
+data parallelism each rank takes its own slice of every global batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..seeding import DATA_ORDER, generator
+
+
+class DeviceImages:
+    """uint8 images held on ``device``; ``images(indices)`` gives [0, 1] float batches."""
+
+    def __init__(self, images: np.ndarray, device: torch.device | str = "cpu") -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        self.count = images.shape[0]
+        self.device = torch.device(device)
+        # (N, H, W, 3) -> (N, 3, H, W), kept as uint8: a quarter of float32's memory
+        self.data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(self.device)
+
+    def images(self, indices: torch.Tensor) -> torch.Tensor:
+        """[0, 1] float32 images (B, 3, H, W) for a batch of indices."""
+        return self.data[indices].float().div_(255.0)
+
+
+class TrainBatches(DeviceImages):
+    """Epochs of shuffled index batches over the train images held on ``device``."""
+
+    def __init__(self, images: np.ndarray, *, batch_size: int, repeats: int, seed: int,
+                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> None:
+        super().__init__(images, device)
+        if batch_size % world_size != 0:
+            raise ValueError(f"batch size {batch_size} is not divisible by the {world_size} processes")
+        self.batch_size, self.repeats, self.seed = batch_size, repeats, seed
+        self.rank, self.world_size = rank, world_size
+        self.steps_per_epoch = (self.count * repeats) // batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{self.count} images x {repeats} repeats do not fill one batch of {batch_size}")
+
+    def epoch_indices(self, epoch: int) -> torch.Tensor:
+        """This rank's image indices for every step of ``epoch``: (steps_per_epoch, batch_size / world_size)."""
+        order = torch.randperm(self.count * self.repeats, generator=generator(self.seed, DATA_ORDER, epoch))
+        order = (order % self.count)[: self.steps_per_epoch * self.batch_size]
+        order = order.view(self.steps_per_epoch, self.batch_size)  # (steps, global batch)
+        local = self.batch_size // self.world_size
+        return order[:, self.rank * local:(self.rank + 1) * local].to(self.device)

@@ -1,0 +1,29 @@
+"""Exponential moving average of a network, the seed's rule applied to every weight and statistic."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _floating_state(module: nn.Module) -> list[torch.Tensor]:
+    """Parameters and floating-point buffers (BatchNorm statistics), in a fixed order."""
+    return [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
+
+
+@torch.no_grad()
+def update_ema(ema_network: nn.Module, network: nn.Module, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * weights, for all parameters *and* BatchNorm statistics.
+
+    This is the seed's rule from the very first step (the Keras example loops over
+    ``network.weights``, which include the moving mean and variance). ``torch.optim.swa_utils.
+    AveragedModel`` differs: its first update copies the weights instead of averaging them.
+    Integer buffers (BatchNorm's step counter) are copied.
+    """
+    ema_tensors, tensors = _floating_state(ema_network), _floating_state(network)
+    if len(ema_tensors) != len(tensors):
+        raise ValueError("EMA and network have different structures")
+    torch._foreach_lerp_(ema_tensors, tensors, 1.0 - decay)
+    for ema_buffer, buffer in zip(ema_network.buffers(), network.buffers()):
+        if not buffer.is_floating_point():
+            ema_buffer.copy_(buffer)

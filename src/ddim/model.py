@@ -1,0 +1,77 @@
+"""The trained system: the network, its EMA copy and the normaliser, and generating images with them."""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .diffusion import Denoiser, Schedule, make_denoiser
+from .network import UNet
+from .normalizer import Normalizer
+from .samplers import SAMPLERS, Callback, initial_noise
+
+
+class DiffusionModel(nn.Module):
+    """``network`` (trained), ``ema_network`` (its moving average, used for all sampling) and ``normalizer``.
+
+    The EMA network always stays in eval mode: BatchNorm uses its (averaged) moving statistics.
+    """
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.network = UNet(config)
+        self.ema_network = copy.deepcopy(self.network).eval().requires_grad_(False)
+        self.normalizer = Normalizer()
+
+    def train(self, mode: bool = True) -> "DiffusionModel":
+        """Switch the trained network's mode; the EMA network stays in eval mode."""
+        super().train(mode)
+        self.ema_network.eval()
+        return self
+
+    @property
+    def schedule(self) -> Schedule:
+        """The noise schedule the model was trained with."""
+        return Schedule(self.config.min_signal_rate, self.config.max_signal_rate)
+
+    def denoiser(self, ema: bool = True) -> Denoiser:
+        """``(noisy_images, noise_rates, signal_rates) -> (pred_noises, pred_images)`` in normalised space."""
+        return make_denoiser(self.ema_network if ema else self.network, self.config.prediction)
+
+    @torch.no_grad()
+    def generate(self, latents: torch.Tensor, *, steps: int, sampler: str = "ddim",
+                 callback: Callback | None = None, **sampler_options) -> torch.Tensor:
+        """Images in [0, 1], (B, 3, S, S), from starting noise ``latents`` with the EMA network.
+
+        Does not change any module's train/eval mode: the EMA network is always in eval mode.
+        """
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
+        images = SAMPLERS[sampler](self.denoiser(ema=True), latents, steps=steps, schedule=self.schedule,
+                                   callback=callback, **sampler_options)
+        return self.normalizer.denormalize(images)
+
+
+@torch.no_grad()
+def generate_images(model: DiffusionModel, *, seed: int, indices: Sequence[int], steps: int,
+                    batch_size: int = 256, sampler: str = "ddim", device: torch.device | str = "cpu",
+                    progress: Callable[[int], None] | None = None, **sampler_options) -> torch.Tensor:
+    """Images ``indices`` of ``seed`` as [0, 1] floats on the CPU, (N, 3, S, S), in batches.
+
+    Image k of seed s starts from its own noise, so it is identical whatever ``batch_size`` is.
+    """
+    size = model.config.image_size
+    chunks = []
+    for start in range(0, len(indices), batch_size):
+        batch_indices = list(indices[start:start + batch_size])
+        latents, noise = initial_noise(seed, batch_indices, (3, size, size), device)
+        images = model.generate(latents, steps=steps, sampler=sampler, noise=noise, **sampler_options)
+        chunks.append(images.float().cpu())
+        if progress is not None:
+            progress(len(batch_indices))
+    return torch.cat(chunks) if chunks else torch.zeros(0, 3, size, size)

@@ -1,0 +1,89 @@
+"""Artefacts a person looks at: image grids, individual PNGs, the history table and its plot."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+
+def grid_columns(count: int) -> int:
+    """Columns for a near-square grid of ``count`` images."""
+    return max(1, math.ceil(math.sqrt(count)))
+
+
+def save_grid(images: torch.Tensor, path: Path, columns: int | None = None) -> Path:
+    """Save [0, 1] images (N, 3, H, W) as one PNG grid with 2-pixel gaps."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.float().cpu(), path, nrow=columns or grid_columns(len(images)), padding=2, pad_value=1.0)
+    return path
+
+
+def save_images(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path]:
+    """Save [0, 1] images one PNG each, named ``image_00000.png`` upwards from ``start``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for offset, image in enumerate(images):
+        path = folder / f"image_{start + offset:05d}.png"
+        save_image(image.float().cpu(), path)
+        paths.append(path)
+    return paths
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float images -> uint8 with round-to-nearest (as PNG stores them)."""
+    return images.mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def write_history(history: Sequence[dict[str, Any]], path: Path) -> None:
+    """Write the per-epoch history as CSV (columns in first-seen order), atomically."""
+    path = Path(path)
+    columns: list[str] = []
+    for row in history:
+        columns.extend(key for key in row if key not in columns)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(temporary, path)
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """Read a history CSV written by :func:`write_history` (empty cells are skipped)."""
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+
+
+def plot_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """A PNG with one panel per quantity family: noise losses, image losses, and KID if present."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    panels = [("noise loss", "noise_loss"), ("image loss", "image_loss"), ("KID", "kid")]
+    panels = [(title, key) for title, key in panels if any(k.endswith(key) for row in history for k in row)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for axis, (title, key) in zip(axes[0], panels):
+        names = sorted({k for row in history for k in row if k.endswith(key)})
+        for name in names:
+            points = [(e, row[name]) for e, row in zip(epochs, history) if name in row]
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

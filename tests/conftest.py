@@ -1,0 +1,65 @@
+"""Shared fixtures: the real Oxford Flowers 102 images and a per-session preprocessing cache.
+
+The real images are found through ``$DDIM_FLOWERS_DIR`` (default: ``../shared/data/flowers102``
+next to the repository). Elsewhere the tests that need them skip, saying so; under CI (``$CI`` set)
+a missing data folder is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+FLOWERS_ENVIRONMENT_VARIABLE = "DDIM_FLOWERS_DIR"
+DEFAULT_FLOWERS_DIR = REPO.parent / "shared" / "data" / "flowers102"
+
+
+def flowers_dir() -> Path:
+    """Where the real flowers are expected."""
+    return Path(os.environ.get(FLOWERS_ENVIRONMENT_VARIABLE) or DEFAULT_FLOWERS_DIR)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the preprocessing cache inside the test session, never in the user's home."""
+    os.environ["DDIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("ddim-cache"))
+
+
+@pytest.fixture(scope="session")
+def flowers() -> Path:
+    """The real Oxford Flowers 102 folder, or a skip (a failure under CI) saying where it was looked for."""
+    folder = flowers_dir()
+    if not (folder / "jpg").is_dir():
+        message = (f"the real Oxford Flowers 102 images are not at {folder}; set ${FLOWERS_ENVIRONMENT_VARIABLE} "
+                   "to the folder holding jpg/, imagelabels.mat and setid.mat")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def flowers_splits(flowers: Path):
+    """The seed's split of the real flowers at 64 px (decoded once per session)."""
+    from ddim.config import DataConfig
+    from ddim.data import load_splits
+
+    return load_splits(DataConfig(path=str(flowers)), 64)
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int] = (40, 30), seed: int = 0) -> list[Path]:
+    """``count`` random RGB images as PNG and JPEG files (alternating) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        array = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+        path = folder / f"img_{i:03d}.{'png' if i % 2 == 0 else 'jpg'}"
+        Image.fromarray(array).save(path)
+        paths.append(path)
+    return paths
