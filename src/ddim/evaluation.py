@@ -1,0 +1,141 @@
+"""Evaluating a model: generated images against real ones, by KID and FID on Inception features.
+
+Two protocols:
+- the seed's, run after every training epoch: as many images as the validation set holds, 5 DDIM
+  steps, features at 75 px, KID per batch of 64 averaged over batches (:func:`seed_kid`);
+- the standard one, for comparison with other systems (``ddim evaluate``): features at 299 px
+  (pool3), KID as mean +- std over random subsets, and FID; generated images are quantised to 8 bits
+  as if saved to PNG; reference features are cached per data set, split and resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .data import ImageSplits
+from .data.dataset import default_cache_dir
+from .metrics.distances import fid_from_features, kid_per_batch, kid_subsets
+from .metrics.inception import InceptionFeatures, extract_features
+from .model import DiffusionModel, generate_images
+from .reports import to_uint8
+
+REFERENCES = ("validation", "train", "all")
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+def real_images(splits: ImageSplits, reference: str) -> np.ndarray:
+    """The real uint8 images of a reference set: ``validation``, ``train`` or ``all`` (both)."""
+    if reference == "validation":
+        return splits.validation
+    if reference == "train":
+        return splits.train
+    if reference == "all":
+        return np.concatenate([splits.train, splits.validation])
+    raise ValueError(f"unknown reference set {reference!r}; choose from {', '.join(REFERENCES)}")
+
+
+def reference_features(splits: ImageSplits, reference: str, extractor: InceptionFeatures, *,
+                       cache_dir: Path | None = None, batch_size: int = 200,
+                       progress: Progress | None = None) -> tuple[np.ndarray, Path | None]:
+    """Inception features of the real reference images, read from / written to the feature cache."""
+    images = real_images(splits, reference)
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    name = f"{splits.fingerprint[:16]}-{reference}-{len(images)}-{extractor.image_size}px-{extractor.sha1[:12]}.npy"
+    cache_file = folder / "features" / name
+    if cache_file.is_file():
+        try:
+            cached = np.load(cache_file)
+            if cached.shape == (len(images), 2048):
+                return cached, cache_file
+        except (OSError, ValueError):
+            pass  # a damaged cache file is rebuilt below
+    update = progress(f"Inception features of {len(images)} real {reference} images", len(images)) if progress else None
+    features = extract_features(extractor, images, batch_size=batch_size, progress=update)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_name(f".tmp-{cache_file.name}")
+        with open(temporary, "wb") as handle:
+            np.save(handle, features)
+        temporary.replace(cache_file)
+    except OSError:
+        return features, None  # an unwritable cache only costs the next evaluation the extraction
+    return features, cache_file
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """What ``ddim evaluate`` measures; written into its JSON so a number can be reproduced."""
+
+    num: int | None = None  # generated images (None: as many as the reference set holds)
+    steps: int = 20
+    seed: int = 0
+    sampler: str = "ddim"
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    kid_size: int = 299
+    reference: str = "validation"
+    subsets: int = 100
+    subset_size: int = 1000
+    batch_size: int = 256
+
+
+def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, num: int, steps: int, seed: int,
+                       sampler: str = "ddim", sampler_options: dict[str, Any] | None = None, batch_size: int = 256,
+                       quantize: bool = True, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Features of ``num`` images generated batch by batch (never all held at once) with the EMA network."""
+    device = next(model.parameters()).device
+    chunks = []
+    for start in range(0, num, batch_size):
+        images = generate_images(model, seed=seed, indices=range(start, min(start + batch_size, num)), steps=steps,
+                                 batch_size=batch_size, sampler=sampler, device=device, **(sampler_options or {}))
+        if quantize:  # as if saved to PNG and read back, like every image-folder evaluation
+            images = to_uint8(images).float().div_(255.0)
+        chunks.append(extract_features(extractor, images.to(device), batch_size=batch_size))
+        if progress is not None:
+            progress(len(images))
+    return np.concatenate(chunks)
+
+
+def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures,
+             settings: EvaluationSettings, *, cache_dir: Path | None = None,
+             progress: Progress | None = None) -> dict[str, Any]:
+    """KID (mean, std over subsets), the seed's per-batch KID, and FID of generated vs real images."""
+    real, cache_file = reference_features(splits, settings.reference, extractor, cache_dir=cache_dir,
+                                          batch_size=settings.batch_size, progress=progress)
+    num = settings.num or len(real)
+    update = progress(f"generating {num} images ({settings.sampler}, {settings.steps} steps)", num) if progress else None
+    generated = generated_features(model, extractor, num=num, steps=settings.steps, seed=settings.seed,
+                                   sampler=settings.sampler, sampler_options=settings.sampler_options,
+                                   batch_size=settings.batch_size, progress=update)
+    kid_mean, kid_std = kid_subsets(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
+                                    seed=settings.seed)
+    return {
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "kid_per_batch": kid_per_batch(real, generated, 64),
+        "fid": fid_from_features(real, generated),
+        "num_generated": num,
+        "num_real": len(real),
+        "kid_subset_size": min(settings.subset_size, len(real), num),
+        "settings": asdict(settings),
+        "reference": {"set": settings.reference, "folder": str(splits.folder), "layout": splits.layout,
+                      "fingerprint": splits.fingerprint, "features_cache": cache_file and str(cache_file)},
+        "inception": {"weights": str(extractor.weights), "sha1": extractor.sha1, "image_size": extractor.image_size},
+    }
+
+
+def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features: np.ndarray, *, steps: int,
+             seed: int, batch_size: int = 64, generation_batch_size: int = 256) -> float:
+    """The seed's per-epoch KID: as many images as there are real features, generated from the same
+    noise every call, features of the float images, one estimate per batch of ``batch_size``, averaged.
+
+    Touches no training state: the EMA network is always in eval mode, the noise comes from
+    per-image generators of its own, and nothing is written to any module.
+    """
+    generated = generated_features(model, extractor, num=len(real_features), steps=steps, seed=seed,
+                                   batch_size=generation_batch_size, quantize=False)
+    return kid_per_batch(real_features, generated, batch_size)
