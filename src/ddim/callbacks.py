@@ -12,6 +12,7 @@ from .config import RunConfig
 from .model import DiffusionModel, generate_images
 from .reports import plot_history, save_grid, write_history
 from .seeding import PLOT_NOISE, mix_seed
+from .speed import Speed
 from .train import TrainState
 
 HISTORY_FILE = "history.csv"
@@ -59,15 +60,17 @@ class ProgressBar:
 class SampleGrid:
     """After every epoch, a grid from the EMA network, always from the same starting noise."""
 
-    def __init__(self, run_dir: Path, config: RunConfig) -> None:
+    def __init__(self, run_dir: Path, config: RunConfig, speed: Speed | None = None) -> None:
         self.folder = Path(run_dir) / SAMPLES_DIR
         self.config = config
+        self.speed = speed
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         train = self.config.train
         device = next(model.parameters()).device
         images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=range(train.plot_images),
-                                 steps=train.plot_steps, batch_size=train.plot_images, device=device)
+                                 steps=train.plot_steps, batch_size=train.eval_batch_size, device=device,
+                                 speed=self.speed)
         save_grid(images, self.folder / f"epoch_{epoch:04d}.png")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from .speed import COMPILE_MODES, PRECISIONS
 
 # Config fields settable from the command line: (section, field) -> option. Every option here
 # defaults to "not given", so a resumed run can tell overrides from defaults.
@@ -46,6 +47,10 @@ CONFIG_OPTIONS: dict[tuple[str, str], str] = {
     ("train", "kid_steps"): "--kid-steps",
     ("train", "kid_image_size"): "--kid-image-size",
     ("train", "inception_weights"): "--inception-weights",
+    ("train", "eval_batch_size"): "--eval-batch-size",
+    ("train", "precision"): "--precision",
+    ("train", "channels_last"): "--channels-last",
+    ("train", "compile"): "--compile",
 }
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 REFERENCE_CHOICES = ("validation", "train", "all")
@@ -66,9 +71,20 @@ def _field_help(section: str, name: str) -> str:
     return f"default: {default}"
 
 
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "int": int, "int | None": int, "float": float, "str": str, "str | None": str, "tuple[int, ...]": _int_list}
-_CHOICES = {"prediction": ("noise", "velocity", "signal"), "loss": ("mae", "mse")}
+    "int": int, "int | None": int, "float": float, "str": str, "str | None": str, "tuple[int, ...]": _int_list,
+    "bool": _bool}
+_CHOICES = {"prediction": ("noise", "velocity", "signal"), "loss": ("mae", "mse"), "precision": PRECISIONS,
+            "compile": COMPILE_MODES}
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -164,6 +180,29 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write the results, with everything needed to reproduce them, to OUT")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(parser=evaluate)
+
+    bench = commands.add_parser("bench", help="training and sampling speed: eager fp32 port vs optimised",
+                                description="Measure training and 20-step DDIM sampling images/s of the "
+                                "straightforward eager fp32 step and of the optimised step, in the same run.")
+    bench.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    bench.add_argument("--batch-size", type=int, default=64, help="training batch (default: 64)")
+    bench.add_argument("--sample-batch-size", type=int, default=None,
+                       help="sampling batch (default: 1024 on a GPU, 64 on a CPU)")
+    bench.add_argument("--sample-steps", type=int, default=20, help="DDIM steps per sample (default: 20)")
+    bench.add_argument("--no-sampling", action="store_true", help="measure training only")
+    bench.add_argument("--rounds", type=int, default=3, help="alternating timed rounds (default: 3)")
+    bench.add_argument("--iterations", type=int, default=3, help="training steps per round (default: 3)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2; compiling takes longer)")
+    bench.add_argument("--precision", choices=PRECISIONS, default="auto", help="optimised precision (default: auto)")
+    bench.add_argument("--channels-last", type=_bool, default=True, help="optimised memory layout (default: yes)")
+    bench.add_argument("--compile", choices=COMPILE_MODES, default="auto", help="optimised torch.compile mode "
+                       "(default: auto = default on CUDA, off on CPU)")
+    bench.add_argument("--image-size", type=int, default=64, help="default: 64")
+    bench.add_argument("--widths", type=_int_list, default=(32, 64, 96, 128), help="default: 32,64,96,128")
+    bench.add_argument("--block-depth", type=int, default=2, help="default: 2")
+    bench.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
+                       help="also write the measurements as JSON to OUT")
+    bench.set_defaults(parser=bench)
     return parser
 
 
@@ -178,7 +217,7 @@ def _run_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     from . import checkpoint as ckpt
     from .callbacks import HistoryWriter, ProgressBar, SampleGrid
     from .data import load_splits
-    from .train import TrainingError, fit, prepare_run_dir, resolve_device
+    from .train import TrainingError, fit, prepare_run_dir, resolve_device, train_speed
 
     given = given_options(args)
     resume = args.resume is not None
@@ -215,7 +254,7 @@ def _run_train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
                                    resolve_device(config.train.device))
     show = not args.no_progress
     splits = load_splits(config.data, config.model.image_size, progress=_progress_factory(show))
-    callbacks = [ProgressBar(enabled=show), SampleGrid(run_dir, config), HistoryWriter(run_dir)]
+    callbacks = [ProgressBar(enabled=show), SampleGrid(run_dir, config, train_speed(config)), HistoryWriter(run_dir)]
     if show:
         print(f"ddim: training on {len(splits.train)} images ({len(splits.validation)} for validation) "
               f"from {splits.folder}; run folder {run_dir}", file=sys.stderr)
@@ -277,6 +316,33 @@ def _run_evaluate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     return 0
 
 
+def _run_bench(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .bench import format_table, run_benchmark
+    from .speed import resolve_speed
+    from .train import resolve_device
+
+    _check_positive(parser, args, "batch_size", "sample_steps", "rounds", "iterations")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    try:
+        model_config = ModelConfig(image_size=args.image_size, widths=args.widths, block_depth=args.block_depth)
+    except ConfigError as error:
+        parser.error(f"{option_name(error.field)}: {error.message}")
+    device = resolve_device(args.device)
+    sample_batch_size = args.sample_batch_size or (1024 if device.type == "cuda" else 64)
+    if sample_batch_size < 1:
+        parser.error(f"--sample-batch-size must be a positive integer, got {sample_batch_size}")
+    optimised = resolve_speed(device, args.precision, args.channels_last, args.compile)
+    report = run_benchmark(model_config, optimised, batch_size=args.batch_size, sample_batch_size=sample_batch_size,
+                           sample_steps=args.sample_steps, warmup=args.warmup, iterations=args.iterations,
+                           rounds=args.rounds, sampling=not args.no_sampling)
+    print(format_table(report))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def _timestamp() -> str:
     import datetime
 
@@ -297,7 +363,7 @@ def _progress_factory(enabled: bool):
     return factory
 
 
-COMMANDS = {"train": _run_train, "sample": _run_sample, "evaluate": _run_evaluate}
+COMMANDS = {"train": _run_train, "sample": _run_sample, "evaluate": _run_evaluate, "bench": _run_bench}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

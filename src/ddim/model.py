@@ -13,6 +13,7 @@ from .diffusion import Denoiser, Schedule, make_denoiser
 from .network import UNet
 from .normalizer import Normalizer
 from .samplers import SAMPLERS, Callback, initial_noise
+from .speed import Speed
 
 
 class DiffusionModel(nn.Module):
@@ -39,12 +40,17 @@ class DiffusionModel(nn.Module):
         """The noise schedule the model was trained with."""
         return Schedule(self.config.min_signal_rate, self.config.max_signal_rate)
 
-    def denoiser(self, ema: bool = True) -> Denoiser:
-        """``(noisy_images, noise_rates, signal_rates) -> (pred_noises, pred_images)`` in normalised space."""
-        return make_denoiser(self.ema_network if ema else self.network, self.config.prediction)
+    def denoiser(self, ema: bool = True, speed: Speed | None = None) -> Denoiser:
+        """``(noisy_images, noise_rates, signal_rates) -> (pred_noises, pred_images)`` in normalised space,
+        with the network run at ``speed`` (default: eager fp32)."""
+        network = self.ema_network if ema else self.network
+        if speed is None:
+            return make_denoiser(network, self.config.prediction)
+        return make_denoiser(speed.compiled_module(network), self.config.prediction, speed.autocast,
+                             speed.memory_format())
 
     @torch.no_grad()
-    def generate(self, latents: torch.Tensor, *, steps: int, sampler: str = "ddim",
+    def generate(self, latents: torch.Tensor, *, steps: int, sampler: str = "ddim", speed: Speed | None = None,
                  callback: Callback | None = None, **sampler_options) -> torch.Tensor:
         """Images in [0, 1], (B, 3, S, S), from starting noise ``latents`` with the EMA network.
 
@@ -52,15 +58,16 @@ class DiffusionModel(nn.Module):
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-        images = SAMPLERS[sampler](self.denoiser(ema=True), latents, steps=steps, schedule=self.schedule,
-                                   callback=callback, **sampler_options)
+        images = SAMPLERS[sampler](self.denoiser(ema=True, speed=speed), latents, steps=steps,
+                                   schedule=self.schedule, callback=callback, **sampler_options)
         return self.normalizer.denormalize(images)
 
 
 @torch.no_grad()
 def generate_images(model: DiffusionModel, *, seed: int, indices: Sequence[int], steps: int,
                     batch_size: int = 256, sampler: str = "ddim", device: torch.device | str = "cpu",
-                    progress: Callable[[int], None] | None = None, **sampler_options) -> torch.Tensor:
+                    speed: Speed | None = None, progress: Callable[[int], None] | None = None,
+                    **sampler_options) -> torch.Tensor:
     """Images ``indices`` of ``seed`` as [0, 1] floats on the CPU, (N, 3, S, S), in batches.
 
     Image k of seed s starts from its own noise, so it is identical whatever ``batch_size`` is.
@@ -70,7 +77,7 @@ def generate_images(model: DiffusionModel, *, seed: int, indices: Sequence[int],
     for start in range(0, len(indices), batch_size):
         batch_indices = list(indices[start:start + batch_size])
         latents, noise = initial_noise(seed, batch_indices, (3, size, size), device)
-        images = model.generate(latents, steps=steps, sampler=sampler, noise=noise, **sampler_options)
+        images = model.generate(latents, steps=steps, sampler=sampler, speed=speed, noise=noise, **sampler_options)
         chunks.append(images.float().cpu())
         if progress is not None:
             progress(len(batch_indices))

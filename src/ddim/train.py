@@ -12,12 +12,12 @@ import torch
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import DeviceImages, ImageSplits, TrainBatches, load_splits
-from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
-from .ema import update_ema
 from .evaluation import seed_kid
 from .metrics.inception import InceptionFeatures, extract_features, load_inception
 from .model import DiffusionModel
-from .seeding import EVALUATION, TRAINING_NOISE, VALIDATION_NOISE, generator, mix_seed
+from .seeding import EVALUATION, TRAINING_NOISE, generator, mix_seed
+from .speed import Speed, resolve_speed
+from .steps import LOSS_NAMES, TrainStep, build_optimizer, validation_losses
 
 
 class TrainingError(RuntimeError):
@@ -37,6 +37,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def train_speed(config: RunConfig) -> Speed:
+    """The speed settings a run's config asks for, on its device."""
+    train = config.train
+    return resolve_speed(resolve_device(train.device), train.precision, train.channels_last, train.compile)
+
+
 @dataclass
 class TrainState:
     """Where training stands: optimiser steps taken and the per-epoch history."""
@@ -44,65 +50,6 @@ class TrainState:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     best_kid: float | None = None  # the lowest validation KID so far (its checkpoint is checkpoints/best)
-
-
-def build_optimizer(model: DiffusionModel, config: RunConfig) -> torch.optim.AdamW:
-    """AdamW over the trained network's parameters (EMA and normaliser are not optimised)."""
-    train = config.train
-    return torch.optim.AdamW(model.network.parameters(), lr=train.lr, weight_decay=train.weight_decay,
-                             eps=train.adam_epsilon)
-
-
-def diffusion_losses(model: DiffusionModel, images: torch.Tensor, generator: torch.Generator,
-                     config: RunConfig, *, ema: bool = False) -> torch.Tensor:
-    """``[loss, noise_loss, image_loss]`` for [0, 1] images at random times with random noise.
-
-    ``loss`` is what is optimised (the error on the network's prediction target); the noise and
-    image losses are the errors on the implied noise and clean image (for the seed, loss == noise_loss).
-    """
-    model_config, kind = config.model, config.train.loss
-    images = model.normalizer.normalize(images)
-    noises = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-    diffusion_times = torch.rand((images.shape[0], 1, 1, 1), generator=generator, device=images.device)
-    noise_rates, signal_rates = model.schedule.rates(diffusion_times)
-    noisy_images = add_noise(images, noises, noise_rates, signal_rates)
-    network = model.ema_network if ema else model.network
-    output = network(noisy_images, noise_rates**2)
-    target = prediction_target(model_config.prediction, images, noises, noise_rates, signal_rates)
-    pred_noises, pred_images = split_prediction(model_config.prediction, output, noisy_images, noise_rates,
-                                                signal_rates)
-    loss = regression_loss(kind, output, target)
-    return torch.stack([loss, regression_loss(kind, pred_noises, noises), regression_loss(kind, pred_images, images)])
-
-
-LOSS_NAMES = ("loss", "noise_loss", "image_loss")
-
-
-def train_step(model: DiffusionModel, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-               generator: torch.Generator, config: RunConfig) -> torch.Tensor:
-    """One optimiser step and one EMA update; returns the detached ``[loss, noise_loss, image_loss]``."""
-    model.network.train()
-    losses = diffusion_losses(model, images, generator, config)
-    optimizer.zero_grad(set_to_none=True)
-    losses[0].backward()
-    optimizer.step()
-    update_ema(model.ema_network, model.network, config.train.ema)
-    return losses.detach()
-
-
-@torch.no_grad()
-def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunConfig) -> dict[str, float]:
-    """Mean losses of the EMA network over the validation images, with the same noise every epoch."""
-    device = batches.device
-    val_generator = generator(config.train.seed, VALIDATION_NOISE, device=device)
-    totals = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=device)
-    batch_size = config.train.batch_size
-    for start in range(0, batches.count, batch_size):
-        indices = torch.arange(start, min(start + batch_size, batches.count), device=device)
-        losses = diffusion_losses(model, batches.images(indices), val_generator, config, ema=True)
-        totals += losses.double() * len(indices)
-    means = (totals / batches.count).tolist()
-    return {f"val_{name}": value for name, value in zip(LOSS_NAMES, means)}
 
 
 class Callback(Protocol):
@@ -165,8 +112,10 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
         torch.manual_seed(train_config.seed)  # the initial weights come from the run seed alone
         model = DiffusionModel(config.model)
     model.normalizer.adapt(splits.train)
-    model.to(device)
-    optimizer = build_optimizer(model, config)
+    speed = train_speed(config)
+    model.to(device=device, memory_format=speed.memory_format())
+    optimizer = build_optimizer(model, config, speed)
+    train_step = TrainStep(model, optimizer, config, speed)
     noise_generator = generator(train_config.seed, TRAINING_NOISE, device=device)
     state = TrainState()
     if resume:
@@ -190,7 +139,7 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
         epoch_totals = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=device)
         since_log, started = 0, time.perf_counter()
         for index in range(first, last):
-            losses = train_step(model, optimizer, batches.images(order[index]), noise_generator, config)
+            losses = train_step(batches.images(order[index]), noise_generator)
             running += losses
             epoch_totals += losses.double()
             since_log += 1
@@ -206,11 +155,12 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
         row: dict[str, float] = {"epoch": epoch + 1, "step": state.step}
         row.update({f"train_{name}": v for name, v in zip(LOSS_NAMES, (epoch_totals / (last - first)).tolist())})
         evaluation_started = time.perf_counter()
-        row.update(validation_losses(model, validation, config))
+        row.update(validation_losses(model, validation, config, speed))
         if kid_real is not None and (epoch + 1) % train_config.kid_every == 0:
             row["val_kid"] = seed_kid(model, kid_extractor, kid_real, steps=train_config.kid_steps,
                                       seed=mix_seed(train_config.seed, EVALUATION),
-                                      batch_size=train_config.kid_batch_size)
+                                      batch_size=train_config.kid_batch_size,
+                                      generation_batch_size=train_config.eval_batch_size, speed=speed)
         row["seconds"] = seconds
         row["eval_seconds"] = time.perf_counter() - evaluation_started
         row["images_per_second"] = (last - first) * train_config.batch_size / max(seconds, 1e-9)

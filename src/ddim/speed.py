@@ -1,0 +1,100 @@
+"""The speed levers, chosen once per run: bf16 autocast, channels-last memory, torch.compile.
+
+The same training and sampling code runs with every lever on or off (nanoGPT's habit: a
+``nullcontext`` instead of an ``if``); the straightforward eager fp32 port is ``Speed.baseline(device)``.
+Weights, optimiser state and the EMA stay in fp32 (autocast keeps fp32 master weights).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Any]]" = weakref.WeakKeyDictionary()
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Resolved speed settings for one device."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: plain fp32
+    channels_last: bool
+    compile_mode: str | None  # None: eager
+
+    @classmethod
+    def baseline(cls, device: torch.device | str) -> "Speed":
+        """The straightforward port: eager, fp32, contiguous (NCHW) tensors."""
+        return cls(torch.device(device), None, False, None)
+
+    def autocast(self) -> ContextManager[Any]:
+        """bf16 autocast on the device, or a context that does nothing."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def memory_format(self) -> torch.memory_format:
+        """channels_last (NHWC in memory) or the default contiguous NCHW."""
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def compile(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``torch.compile(function)`` in the chosen mode, or the function itself."""
+        if self.compile_mode is None:
+            return function
+        return torch.compile(function, mode=None if self.compile_mode == "default" else self.compile_mode)
+
+    def compiled_module(self, module: torch.nn.Module) -> Callable[..., Any]:
+        """The module compiled in the chosen mode (once per module and mode), or the module itself."""
+        if self.compile_mode is None:
+            return module
+        per_module = _COMPILED.setdefault(module, {})
+        if self.compile_mode not in per_module:
+            per_module[self.compile_mode] = self.compile(module)
+        return per_module[self.compile_mode]
+
+    def describe(self) -> str:
+        """A short human description, e.g. ``bf16, channels_last, compiled (reduce-overhead)``."""
+        parts = ["bf16 autocast" if self.autocast_dtype is not None else "fp32",
+                 "channels_last" if self.channels_last else "NCHW",
+                 f"compiled ({self.compile_mode})" if self.compile_mode else "eager"]
+        return ", ".join(parts)
+
+
+def resolve_speed(device: torch.device | str, precision: str = "auto", channels_last: bool = True,
+                  compile_mode: str = "auto") -> Speed:
+    """Speed settings for ``device``: ``auto`` picks bf16 where the hardware has it (CUDA with bf16,
+    CPUs with AVX512-BF16/AMX) and compiles on CUDA only (on a CPU, measured: no gain, a minute to compile)."""
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {compile_mode!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            fast_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        else:
+            fast_bf16 = device.type == "cpu" and cpu_has_fast_bf16()
+        precision = "bf16" if fast_bf16 else "fp32"
+    if compile_mode == "auto":
+        compile_mode = "default" if device.type == "cuda" else "off"
+    return Speed(device, torch.bfloat16 if precision == "bf16" else None, channels_last,
+                 None if compile_mode == "off" else compile_mode)
+
+
+def use_compile_cache(cache_dir: str | os.PathLike[str]) -> None:
+    """Keep torch.compile's caches in ddim's cache folder, so a second run starts fast."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(os.fspath(cache_dir), "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(os.fspath(cache_dir), "triton"))

@@ -1,0 +1,104 @@
+"""One training step and the validation losses: the seed's ``train_step`` and ``test_step``.
+
+The loss computation is a function of its random draws (noise and times are drawn first, from an
+explicit generator), so it can be compiled; the same :class:`TrainStep` runs eager fp32 (the
+straightforward port) or with bf16 autocast, channels-last tensors and torch.compile.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import RunConfig
+from .data import DeviceImages
+from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
+from .ema import update_ema
+from .model import DiffusionModel
+from .seeding import VALIDATION_NOISE, generator
+from .speed import Speed
+
+LOSS_NAMES = ("loss", "noise_loss", "image_loss")
+
+
+def draw_noise(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian noise like ``images`` and uniform diffusion times (B, 1, 1, 1), in that order."""
+    noises = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+    diffusion_times = torch.rand((images.shape[0], 1, 1, 1), generator=generator, device=images.device)
+    return noises, diffusion_times
+
+
+def diffusion_losses(model: DiffusionModel, images: torch.Tensor, noises: torch.Tensor,
+                     diffusion_times: torch.Tensor, config: RunConfig, *, ema: bool = False) -> torch.Tensor:
+    """``[loss, noise_loss, image_loss]`` for [0, 1] images noised to ``diffusion_times``.
+
+    ``loss`` is what is optimised (the error on the network's prediction target); the noise and image
+    losses are the errors on the implied noise and clean image (for the seed, loss == noise_loss).
+    Everything outside the network is fp32, also under autocast.
+    """
+    target_kind, kind = config.model.prediction, config.train.loss
+    images = model.normalizer.normalize(images)
+    noise_rates, signal_rates = model.schedule.rates(diffusion_times)
+    noisy_images = add_noise(images, noises, noise_rates, signal_rates)
+    network = model.ema_network if ema else model.network
+    output = network(noisy_images, noise_rates**2).float()
+    target = prediction_target(target_kind, images, noises, noise_rates, signal_rates)
+    pred_noises, pred_images = split_prediction(target_kind, output, noisy_images, noise_rates, signal_rates)
+    return torch.stack([regression_loss(kind, output, target), regression_loss(kind, pred_noises, noises),
+                        regression_loss(kind, pred_images, images)])
+
+
+def build_optimizer(model: DiffusionModel, config: RunConfig, speed: Speed) -> torch.optim.AdamW:
+    """AdamW over the trained network's parameters; fused into one kernel when not the baseline."""
+    train = config.train
+    fused = speed != Speed.baseline(speed.device)
+    return torch.optim.AdamW(model.network.parameters(), lr=train.lr, weight_decay=train.weight_decay,
+                             eps=train.adam_epsilon, fused=fused or None)
+
+
+class TrainStep:
+    """``step(images, generator)``: one optimiser step and one EMA update; returns the detached losses.
+
+    Losses stay on the device: reading them is the caller's choice (once per log interval).
+    """
+
+    def __init__(self, model: DiffusionModel, optimizer: torch.optim.Optimizer, config: RunConfig,
+                 speed: Speed) -> None:
+        self.model, self.optimizer, self.config, self.speed = model, optimizer, config, speed
+        self.losses = speed.compile(self._losses)
+
+    def _losses(self, images: torch.Tensor, noises: torch.Tensor, diffusion_times: torch.Tensor) -> torch.Tensor:
+        with self.speed.autocast():
+            return diffusion_losses(self.model, images, noises, diffusion_times, self.config)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        self.model.network.train()
+        noises, diffusion_times = draw_noise(images, generator)
+        memory_format = self.speed.memory_format()
+        if self.speed.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
+        losses = self.losses(images.contiguous(memory_format=memory_format),
+                             noises.contiguous(memory_format=memory_format), diffusion_times)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses[0].backward()
+        self.optimizer.step()
+        update_ema(self.model.ema_network, self.model.network, self.config.train.ema)
+        return losses.detach().clone()
+
+
+@torch.no_grad()
+def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunConfig, speed: Speed) -> dict[str, float]:
+    """Mean losses of the EMA network over the validation images, with the same noise every epoch."""
+    device = batches.device
+    val_generator = generator(config.train.seed, VALIDATION_NOISE, device=device)
+    totals = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=device)
+    batch_size = config.train.batch_size
+    for start in range(0, batches.count, batch_size):
+        indices = torch.arange(start, min(start + batch_size, batches.count), device=device)
+        images = batches.images(indices)
+        noises, diffusion_times = draw_noise(images, val_generator)
+        with speed.autocast():
+            losses = diffusion_losses(model, images.contiguous(memory_format=speed.memory_format()), noises,
+                                      diffusion_times, config, ema=True)
+        totals += losses.double() * len(indices)
+    means = (totals / batches.count).tolist()
+    return {f"val_{name}": value for name, value in zip(LOSS_NAMES, means)}
