@@ -87,3 +87,20 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def save_gif(frames: torch.Tensor, path: Path, duration_ms: int = 120) -> Path:
+    """An animated GIF that loops forward and back: frames (F, N, 3, H, W) or (F, 3, H, W), [0, 1]."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if frames.dim() == 4:
+        frames = frames.unsqueeze(1)
+    pictures = []
+    for frame in frames:
+        grid = make_grid(frame.float().cpu(), nrow=len(frame), padding=2, pad_value=1.0)
+        pictures.append(Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy()))
+    sequence = pictures + pictures[-2:0:-1]  # ping-pong
+    sequence[0].save(path, save_all=True, append_images=sequence[1:], duration=duration_ms, loop=0)
+    return path

