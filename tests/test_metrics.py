@@ -161,13 +161,13 @@ def test_kid_during_training_leaves_the_training_state_alone(inception75) -> Non
     real = extract_features(inception75, torch.rand(10, 3, 16, 16))
     training_generator = torch.Generator().manual_seed(5)
     generator_state, global_state = training_generator.get_state(), torch.get_rng_state()
-    value = seed_kid(model, inception75, real, steps=2, seed=3, batch_size=5)
+    value = seed_kid(model, inception75, real, count=10, steps=2, seed=3, batch_size=5)
     assert np.isfinite(value)
     assert model.network.training and not model.ema_network.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(training_generator.get_state(), generator_state)
     assert torch.equal(torch.get_rng_state(), global_state)
-    assert seed_kid(model, inception75, real, steps=2, seed=3, batch_size=5) == value  # same noise every epoch
+    assert seed_kid(model, inception75, real, count=10, steps=2, seed=3, batch_size=5) == value  # same noise every epoch
 
 
 def test_training_tracks_validation_kid_and_keeps_the_best_checkpoint(tiny_run: Path) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, RunConfig
@@ -103,12 +103,26 @@ def step_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _discard(folder: Path) -> None:
+    """Remove a checkpoint folder so that no half-deleted ``step_*`` folder can ever be seen: rename, then delete."""
+    trash = folder.parent / f".trash-{folder.name}-{os.getpid()}"
+    folder.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` step checkpoints (the ``best`` one is never touched)."""
+    """Delete all but the newest ``keep`` step checkpoints (``best`` is never touched) and crash leftovers."""
+    folder = Path(run_dir) / CHECKPOINTS_DIR
     for old in step_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    for stale in (Path(run_dir) / CHECKPOINTS_DIR).glob(".tmp-*"):  # left by a crash mid-write
+        _discard(old)
+    for stale in [*folder.glob(".tmp-*"), *folder.glob(".trash-*")]:  # left by a crash mid-write or mid-delete
         shutil.rmtree(stale, ignore_errors=True)
+    best = folder / BEST_NAME
+    for old_best in sorted(folder.glob(f".old-{BEST_NAME}-*")):
+        if not best.exists():  # a crash between moving the old best aside and renaming the new one in
+            old_best.rename(best)
+        else:
+            shutil.rmtree(old_best, ignore_errors=True)
 
 
 def resolve_checkpoint(path: Path) -> Path:
@@ -146,8 +160,6 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Diffusio
     config = read_config(checkpoint)
     weights_path = checkpoint / WEIGHTS_FILE
     try:
-        from safetensors import safe_open
-
         with safe_open(str(weights_path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         tensors = load_file(str(weights_path))

@@ -95,6 +95,7 @@ class DataConfig:
     cache_dir: str | None = None  # None: $DDIM_CACHE_DIR, else ~/.cache/ddim
     train_images: int | None = None  # use only the first N train images of the split (quick trials)
     validation_images: int | None = None  # likewise for validation
+    skip_unreadable: bool = False  # leave unreadable images out (and count them) instead of stopping
 
     def __post_init__(self) -> None:
         _require(isinstance(self.path, str) and self.path != "", "path", "must name a data folder")
@@ -104,6 +105,8 @@ class DataConfig:
         _require(0.0 < self.train_fraction < 1.0, "train_fraction",
                  f"must be strictly between 0 and 1, got {self.train_fraction}")
         _positive_int(self.repeats, "repeats")
+        _require(isinstance(self.skip_unreadable, bool), "skip_unreadable",
+                 f"must be true or false, got {self.skip_unreadable!r}")
         for name in ("train_images", "validation_images"):
             if getattr(self, name) is not None:
                 _positive_int(getattr(self, name), name)
@@ -136,6 +139,7 @@ class TrainConfig:
     eval_batch_size: int = 512  # images per batch when sampling for grids and KID
     precision: str = "auto"  # fp32, bf16 (autocast, fp32 master weights), auto: bf16 where the hardware has it
     channels_last: bool = True  # NHWC memory layout for the convolutions
+    batchnorm: str = "auto"  # under data parallelism: sync (SyncBatchNorm, CUDA), local; auto: sync on CUDA
     compile: str = "auto"  # torch.compile mode: off, default, reduce-overhead (CUDA graphs), max-autotune; auto: default on CUDA
 
     def __post_init__(self) -> None:
@@ -171,6 +175,8 @@ class TrainConfig:
         _require(self.precision in ("auto", "fp32", "bf16"), "precision",
                  f"must be auto, fp32 or bf16, got {self.precision!r}")
         _require(isinstance(self.channels_last, bool), "channels_last", f"must be true or false, got {self.channels_last!r}")
+        _require(self.batchnorm in ("auto", "sync", "local"), "batchnorm",
+                 f"must be auto, sync or local, got {self.batchnorm!r}")
         _require(self.compile in ("auto", "off", "default", "reduce-overhead", "max-autotune"), "compile",
                  f"must be auto, off, default, reduce-overhead or max-autotune, got {self.compile!r}")
         _require(self.kid_batch_size >= 2, "kid_batch_size", f"KID needs batches of at least 2, got {self.kid_batch_size}")

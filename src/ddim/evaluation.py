@@ -19,6 +19,7 @@ import torch
 
 from .data import ImageSplits
 from .data.dataset import default_cache_dir
+from .distributed import Distributed
 from .metrics.distances import fid_from_features, kid_per_batch, kid_subsets
 from .metrics.inception import InceptionFeatures, extract_features
 from .model import DiffusionModel, generate_images
@@ -85,14 +86,17 @@ class EvaluationSettings:
 
 
 def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, num: int, steps: int, seed: int,
+                       start: int = 0,
                        sampler: str = "ddim", sampler_options: dict[str, Any] | None = None, batch_size: int = 256,
                        quantize: bool = True, speed: Speed | None = None,
                        progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Features of ``num`` images generated batch by batch (never all held at once) with the EMA network."""
+    """Features of images ``start`` .. ``start + num - 1`` of ``seed``, generated batch by batch (never all
+    held at once) with the EMA network."""
     device = next(model.parameters()).device
     chunks = []
-    for start in range(0, num, batch_size):
-        images = generate_images(model, seed=seed, indices=range(start, min(start + batch_size, num)), steps=steps,
+    for first in range(start, start + num, batch_size):
+        indices = range(first, min(first + batch_size, start + num))
+        images = generate_images(model, seed=seed, indices=indices, steps=steps,
                                  batch_size=batch_size, sampler=sampler, device=device, speed=speed,
                                  **(sampler_options or {}))
         if quantize:  # as if saved to PNG and read back, like every image-folder evaluation
@@ -131,14 +135,24 @@ def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFea
     }
 
 
-def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features: np.ndarray, *, steps: int,
-             seed: int, batch_size: int = 64, generation_batch_size: int = 256, speed: Speed | None = None) -> float:
-    """The seed's per-epoch KID: as many images as there are real features, generated from the same
-    noise every call, features of the float images, one estimate per batch of ``batch_size``, averaged.
+def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features: np.ndarray | None, *, count: int,
+             steps: int, seed: int, batch_size: int = 64, generation_batch_size: int = 256, speed: Speed | None = None,
+             distributed: Distributed = Distributed()) -> float | None:
+    """The seed's per-epoch KID: ``count`` images generated from the same noise every call, features of the
+    float images, one unbiased estimate per batch of ``batch_size`` against ``real_features``, averaged.
 
-    Touches no training state: the EMA network is always in eval mode, the noise comes from
-    per-image generators of its own, and nothing is written to any module.
+    Under data parallelism each rank generates its share and rank 0 (which alone needs
+    ``real_features``) computes the result; other ranks get None. Touches no training state: the EMA
+    network is always in eval mode, the noise comes from per-image generators of its own, and nothing
+    is written to any module.
     """
-    generated = generated_features(model, extractor, num=len(real_features), steps=steps, seed=seed,
-                                   batch_size=generation_batch_size, quantize=False, speed=speed)
-    return kid_per_batch(real_features, generated, batch_size)
+    share = -(-count // distributed.world_size)
+    start, stop = distributed.rank * share, min(count, (distributed.rank + 1) * share)
+    features = np.zeros((0, 2048), np.float32)
+    if stop > start:
+        features = generated_features(model, extractor, num=stop - start, start=start, steps=steps, seed=seed,
+                                      batch_size=generation_batch_size, quantize=False, speed=speed)
+    gathered = distributed.gather(features)
+    if not distributed.is_main:
+        return None
+    return kid_per_batch(real_features, np.concatenate(gathered), batch_size)

@@ -21,7 +21,9 @@ def save_grid(images: torch.Tensor, path: Path, columns: int | None = None) -> P
     """Save [0, 1] images (N, 3, H, W) as one PNG grid with 2-pixel gaps."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.float().cpu(), path, nrow=columns or grid_columns(len(images)), padding=2, pad_value=1.0)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")  # never a half-written grid
+    save_image(images.float().cpu(), temporary, nrow=columns or grid_columns(len(images)), padding=2, pad_value=1.0)
+    os.replace(temporary, path)
     return path
 
 

@@ -8,9 +8,11 @@ straightforward port) or with bf16 autocast, channels-last tensors and torch.com
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .config import RunConfig
 from .data import DeviceImages
+from .distributed import Distributed
 from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
 from .ema import update_ema
 from .model import DiffusionModel
@@ -28,18 +30,21 @@ def draw_noise(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.
 
 
 def diffusion_losses(model: DiffusionModel, images: torch.Tensor, noises: torch.Tensor,
-                     diffusion_times: torch.Tensor, config: RunConfig, *, ema: bool = False) -> torch.Tensor:
+                     diffusion_times: torch.Tensor, config: RunConfig, *, ema: bool = False,
+                     network: nn.Module | None = None) -> torch.Tensor:
     """``[loss, noise_loss, image_loss]`` for [0, 1] images noised to ``diffusion_times``.
 
     ``loss`` is what is optimised (the error on the network's prediction target); the noise and image
     losses are the errors on the implied noise and clean image (for the seed, loss == noise_loss).
-    Everything outside the network is fp32, also under autocast.
+    Everything outside the network is fp32, also under autocast. ``network`` overrides the model's
+    trained network (e.g. its DistributedDataParallel wrapper); ``ema`` selects the EMA network.
     """
     target_kind, kind = config.model.prediction, config.train.loss
     images = model.normalizer.normalize(images)
     noise_rates, signal_rates = model.schedule.rates(diffusion_times)
     noisy_images = add_noise(images, noises, noise_rates, signal_rates)
-    network = model.ema_network if ema else model.network
+    if network is None:
+        network = model.ema_network if ema else model.network
     output = network(noisy_images, noise_rates**2).float()
     target = prediction_target(target_kind, images, noises, noise_rates, signal_rates)
     pred_noises, pred_images = split_prediction(target_kind, output, noisy_images, noise_rates, signal_rates)
@@ -62,13 +67,28 @@ class TrainStep:
     """
 
     def __init__(self, model: DiffusionModel, optimizer: torch.optim.Optimizer, config: RunConfig,
-                 speed: Speed) -> None:
+                 speed: Speed, network: nn.Module | None = None, distributed: Distributed = Distributed()) -> None:
         self.model, self.optimizer, self.config, self.speed = model, optimizer, config, speed
+        self.network = network if network is not None else model.network  # e.g. a DDP wrapper
+        self.distributed = distributed
+        self.local_batchnorm = distributed.enabled and not any(
+            isinstance(m, nn.SyncBatchNorm) for m in model.network.modules())
         self.losses = speed.compile(self._losses)
 
     def _losses(self, images: torch.Tensor, noises: torch.Tensor, diffusion_times: torch.Tensor) -> torch.Tensor:
         with self.speed.autocast():
-            return diffusion_losses(self.model, images, noises, diffusion_times, self.config)
+            return diffusion_losses(self.model, images, noises, diffusion_times, self.config, network=self.network)
+
+    def _average_batchnorm_statistics(self) -> None:
+        """Per-rank BatchNorm: average the running statistics over ranks, so every rank holds one model."""
+        buffers = [b for m in self.model.network.modules() if isinstance(m, nn.BatchNorm2d)
+                   for b in (m.running_mean, m.running_var)]
+        flat = torch.cat([b.reshape(-1) for b in buffers])
+        self.distributed.sum(flat).div_(self.distributed.world_size)
+        offset = 0
+        for buffer in buffers:
+            buffer.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
+            offset += buffer.numel()
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         self.model.network.train()
@@ -81,24 +101,33 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         losses[0].backward()
         self.optimizer.step()
+        if self.local_batchnorm:
+            with torch.no_grad():
+                self._average_batchnorm_statistics()
         update_ema(self.model.ema_network, self.model.network, self.config.train.ema)
         return losses.detach().clone()
 
 
 @torch.no_grad()
-def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunConfig, speed: Speed) -> dict[str, float]:
-    """Mean losses of the EMA network over the validation images, with the same noise every epoch."""
+def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunConfig, speed: Speed,
+                      distributed: Distributed = Distributed()) -> dict[str, float]:
+    """Mean losses of the EMA network over the validation images, with the same noise every epoch.
+
+    Under data parallelism each rank takes every world_size-th batch and the sums are combined;
+    each batch's noise comes from its own generator, so the result does not depend on the split.
+    """
     device = batches.device
-    val_generator = generator(config.train.seed, VALIDATION_NOISE, device=device)
     totals = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=device)
     batch_size = config.train.batch_size
-    for start in range(0, batches.count, batch_size):
+    starts = range(0, batches.count, batch_size)
+    for batch_index, start in list(enumerate(starts))[distributed.rank::distributed.world_size]:
         indices = torch.arange(start, min(start + batch_size, batches.count), device=device)
         images = batches.images(indices)
-        noises, diffusion_times = draw_noise(images, val_generator)
+        noises, diffusion_times = draw_noise(images, generator(config.train.seed, VALIDATION_NOISE, batch_index,
+                                                               device=device))
         with speed.autocast():
             losses = diffusion_losses(model, images.contiguous(memory_format=speed.memory_format()), noises,
                                       diffusion_times, config, ema=True)
         totals += losses.double() * len(indices)
-    means = (totals / batches.count).tolist()
+    means = (distributed.sum(totals) / batches.count).tolist()
     return {f"val_{name}": value for name, value in zip(LOSS_NAMES, means)}

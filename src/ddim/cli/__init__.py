@@ -26,12 +26,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..checkpoint import CheckpointError
     from ..data import DataError
     from ..metrics.inception import InceptionError
-    from ..train import TrainingError
+    from ..train import TrainingError, TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args.parser, args)
+    except TrainingInterrupted as stop:
+        print(f"ddim {args.command}: {stop}", file=sys.stderr)
+        return stop.exit_code
     except (DataError, CheckpointError, TrainingError, InceptionError) as error:
         print(f"ddim {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -138,6 +138,8 @@ CONFIG_OPTIONS: dict[tuple[str, str], tuple[str, str]] = {
                                            "or ~/.cache/ddim)"),
     ("data", "train_images"): ("--train-images", "use only the first N train images (quick trials)"),
     ("data", "validation_images"): ("--validation-images", "use only the first N validation images"),
+    ("data", "skip_unreadable"): ("--skip-unreadable", "leave unreadable images out and count them (yes/no) "
+                                                       "instead of stopping at the first"),
     ("train", "epochs"): ("--epochs", "epochs of training"),
     ("train", "batch_size"): ("--batch-size", "global batch size"),
     ("train", "lr"): ("--lr", "AdamW learning rate"),
@@ -161,13 +163,15 @@ CONFIG_OPTIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("train", "precision"): ("--precision", "bf16 autocast where the hardware has it (auto), or fp32/bf16"),
     ("train", "channels_last"): ("--channels-last", "NHWC memory layout (yes/no)"),
     ("train", "compile"): ("--compile", "torch.compile mode (auto: default on CUDA, off on CPU)"),
+    ("train", "batchnorm"): ("--batchnorm", "BatchNorm under torchrun: sync (one batch over all GPUs, CUDA), local "
+                                           "(per process, statistics averaged); auto: sync on CUDA"),
 }
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 _TYPES: dict[str, Callable[[str], Any]] = {
     "int": int, "int | None": int, "float": float, "str": str, "str | None": str, "tuple[int, ...]": int_list,
     "bool": yes_no}
 _CHOICES = {"prediction": ("noise", "velocity", "signal"), "loss": ("mae", "mse"), "precision": PRECISIONS,
-            "compile": COMPILE_MODES}
+            "compile": COMPILE_MODES, "batchnorm": ("auto", "sync", "local")}
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

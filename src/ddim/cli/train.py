@@ -44,6 +44,7 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from .. import distributed as dist
     from ..callbacks import HistoryWriter, ProgressBar, SampleGrid
     from ..data import load_splits
     from ..train import TrainingError, fit, prepare_run_dir, resolve_device, train_speed
@@ -61,23 +62,37 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         config = options.config_from_args(args, base)
     except ConfigError as error:
         options.config_error(parser, error)
+    group = dist.from_environment()  # torchrun: one process per GPU (or CPU worker)
     try:
-        device = resolve_device(config.train.device)
+        speed = train_speed(config, group.local_rank)
     except TrainingError as error:
         parser.error(str(error))
+    if config.train.batch_size % group.world_size:
+        parser.error(f"--batch-size {config.train.batch_size} is the global batch and must be divisible by the "
+                     f"{group.world_size} processes")
+    try:
+        prepare_run_dir(run_dir, resume, group)
+        extractor = None
+        if config.train.kid_every:  # fail on missing Inception weights now, not after the first epoch
+            from ..metrics.inception import load_inception
 
-    prepare_run_dir(run_dir, resume)
-    extractor = None
-    if config.train.kid_every:  # fail on missing Inception weights now, not after the first epoch
-        from ..metrics.inception import load_inception
-
-        extractor = load_inception(config.train.inception_weights, config.train.kid_image_size, device)
-    show = not args.no_progress
-    splits = load_splits(config.data, config.model.image_size, progress=options.progress_factory(show))
-    callbacks = [ProgressBar(enabled=show), SampleGrid(run_dir, config, train_speed(config)), HistoryWriter(run_dir)]
-    if show:
-        print(f"ddim: training on {len(splits.train)} images ({len(splits.validation)} for validation) "
-              f"from {splits.folder}; run folder {run_dir}; {train_speed(config).describe()} on {device}",
-              file=sys.stderr)
-    fit(config, run_dir, splits=splits, callbacks=callbacks, resume=resume, kid_extractor=extractor)
+            extractor = load_inception(config.train.inception_weights, config.train.kid_image_size, speed.device)
+        show = not args.no_progress and group.is_main
+        if not group.is_main:
+            group.barrier()  # rank 0 decodes and caches the images first; the others then read the cache
+        splits = load_splits(config.data, config.model.image_size, skip_unreadable=config.data.skip_unreadable,
+                             progress=options.progress_factory(show))
+        if group.is_main:
+            group.barrier()
+        if splits.skipped and group.is_main:
+            print(f"ddim: skipped {len(splits.skipped)} unreadable images, e.g. {splits.skipped[0]}", file=sys.stderr)
+        callbacks = [ProgressBar(enabled=show), SampleGrid(run_dir, config, speed), HistoryWriter(run_dir)]
+        if show:
+            processes = f" x {group.world_size} processes" if group.enabled else ""
+            print(f"ddim: training on {len(splits.train)} images ({len(splits.validation)} for validation) from "
+                  f"{splits.folder}; run folder {run_dir}; {speed.describe()} on {speed.device}{processes}",
+                  file=sys.stderr)
+        fit(config, run_dir, splits=splits, callbacks=callbacks, resume=resume, kid_extractor=extractor)
+    finally:
+        dist.shutdown()
     return 0

@@ -1,0 +1,264 @@
+"""Exact resume, signals, SIGKILL fault injection, non-finite losses, failed checkpoints, bad input, torchrun."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import TINY_TRAIN
+from ddim import checkpoint as ckpt
+from ddim import steps as steps_module
+from ddim.cli import main
+from ddim.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ddim.train import TrainingError, TrainingInterrupted, fit
+
+TIMING = {"seconds", "eval_seconds", "images_per_second"}
+
+
+def tiny_config(flowers: Path, **train) -> RunConfig:
+    """6 steps per epoch on 48 real flowers at 16 px, checkpoints every 2 steps, KID on 16 images."""
+    options = dict(epochs=2, batch_size=16, seed=3, device="cpu", plot_images=4, plot_steps=2, kid_steps=2,
+                   checkpoint_every=2, keep_checkpoints=3, log_every=2)
+    options.update(train)
+    return RunConfig(model=ModelConfig(image_size=16, widths=(8, 16), block_depth=1),
+                     data=DataConfig(path=str(flowers), repeats=2, train_images=48, validation_images=16),
+                     train=TrainConfig(**options))
+
+
+def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    latest = ckpt.step_checkpoints(run_dir)[-1]
+    return load_file(str(latest / ckpt.WEIGHTS_FILE)), ckpt.load_training_state(latest)
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    """Bit-identical weights (network, EMA, normaliser), optimiser, generator states and history."""
+    weights_a, state_a = final_state(a)
+    weights_b, state_b = final_state(b)
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    assert state_a["step"] == state_b["step"]
+    for x, y in zip(state_a["noise_generators"], state_b["noise_generators"]):
+        assert torch.equal(x, y)
+    for key, value in state_a["optimizer"]["state"].items():
+        for name, tensor in value.items():
+            assert torch.equal(tensor, state_b["optimizer"]["state"][key][name]), (key, name)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa: E731
+    assert strip(state_a["history"]) == strip(state_b["history"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    fit(tiny_config(flowers), run_dir)
+    return run_dir
+
+
+def test_a_run_stopped_mid_epoch_and_resumed_is_bit_identical(flowers: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    fit(tiny_config(flowers, max_steps=5), run_dir)  # stops inside epoch 1, after a partial evaluation
+    _, state = final_state(run_dir)
+    assert state["step"] == 5 and len(state["history"]) == 1
+    fit(tiny_config(flowers), run_dir, resume=True)
+    assert_same_run(uninterrupted, run_dir)
+
+
+class InterruptAt:
+    """A callback that sends this process a signal when training reaches a step."""
+
+    def __init__(self, step: int, signal_number: int) -> None:
+        self.step, self.signal_number = step, signal_number
+
+    def on_log(self, step: int, metrics: dict) -> None:
+        if step == self.step:
+            os.kill(os.getpid(), self.signal_number)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_save_a_checkpoint_and_stop_cleanly(flowers: Path, uninterrupted: Path, tmp_path: Path,
+                                                              signal_number: int) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        fit(tiny_config(flowers), run_dir, callbacks=[InterruptAt(8, signal_number)])
+    assert stopped.value.exit_code == (130 if signal_number == signal.SIGINT else 143)
+    assert "continue with: ddim train --resume" in str(stopped.value)
+    assert ckpt.step_checkpoints(run_dir)[-1].name == ckpt.step_dir_name(8)  # saved at the step it stopped
+    fit(tiny_config(flowers), run_dir, resume=True)
+    assert_same_run(uninterrupted, run_dir)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(flowers: Path, tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    original, calls = steps_module.diffusion_losses, []
+
+    def poisoned(*args, **kwargs):
+        losses = original(*args, **kwargs)
+        calls.append(1)
+        return losses * float("nan") if len(calls) == 5 else losses  # training step 5 diverges
+
+    monkeypatch.setattr(steps_module, "diffusion_losses", poisoned)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"became NaN or infinite by step 6.*last good checkpoint .*step_000000004"):
+        fit(tiny_config(flowers, kid_every=0), run_dir)
+    assert [p.name for p in ckpt.step_checkpoints(run_dir)] == ["step_000000002", "step_000000004"]
+    weights, _ = final_state(run_dir)
+    assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
+
+
+def test_a_disk_that_fills_during_a_checkpoint_leaves_the_previous_one_intact(flowers: Path, tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    original, calls = ckpt.save_file, []
+
+    def fills_up(tensors, path, metadata=None):
+        calls.append(1)
+        if len(calls) == 2:  # the second checkpoint: half a file, then the disk is full
+            Path(path).write_bytes(b"\0" * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return original(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(ckpt, "save_file", fills_up)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"could not write checkpoint .*step_000000004: No space left on device; "
+                                            r"training stopped and the previous checkpoint .*step_000000002 is intact"):
+        fit(tiny_config(flowers, kid_every=0), run_dir)
+    assert [p.name for p in ckpt.step_checkpoints(run_dir)] == ["step_000000002"]
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+    ckpt.load_model(run_dir)  # still loads
+    monkeypatch.setattr(ckpt, "save_file", original)
+    fit(tiny_config(flowers, kid_every=0), run_dir, resume=True)  # and the run resumes from it
+    assert final_state(run_dir)[1]["step"] == 12
+
+
+def test_resume_refuses_a_configuration_that_changes_the_computation(flowers: Path, uninterrupted: Path,
+                                                                    tmp_path: Path, capsys) -> None:
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(uninterrupted, run_dir)
+    with pytest.raises(TrainingError, match="train.batch_size was 16, now 8"):
+        fit(tiny_config(flowers, batch_size=8, epochs=3), run_dir, resume=True)
+    with pytest.raises(TrainingError, match=r"model configuration differs .*model.widths"):
+        fit(dataclasses.replace(tiny_config(flowers), model=ModelConfig(image_size=16, widths=(8, 8), block_depth=1)),
+            run_dir, resume=True)
+    with pytest.raises(SystemExit):
+        main(["train", "--resume", str(run_dir), "--widths", "8,32"])
+    assert "--widths (8, 32) disagrees with the run being resumed" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--seed", "4", "--no-progress"]) == 1
+    assert "train.seed was 3, now 4" in capsys.readouterr().err
+
+
+def test_resume_falls_back_from_a_truncated_checkpoint_and_names_an_unusable_run(flowers: Path, uninterrupted: Path,
+                                                                                tmp_path: Path, capsys) -> None:
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(uninterrupted, run_dir)
+    checkpoints = ckpt.step_checkpoints(run_dir)
+    latest_state = checkpoints[-1] / ckpt.STATE_FILE
+    latest_state.write_bytes(latest_state.read_bytes()[:200])  # truncated
+    fit(tiny_config(flowers, epochs=3, kid_every=0), run_dir, resume=True)  # resumes from the one before
+    assert final_state(run_dir)[1]["step"] == 18
+    for folder in ckpt.step_checkpoints(run_dir):
+        (folder / ckpt.STATE_FILE).write_bytes(b"garbage")
+    assert main(["train", "--resume", str(run_dir), "--epochs", "4", "--no-progress", "--kid-every", "0"]) == 1
+    assert "no readable checkpoint" in capsys.readouterr().err
+
+
+def test_an_unwritable_run_folder_and_a_missing_run_are_clear_errors(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    assert main(["train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "file" / "run")]) == 1
+    assert "cannot write to run folder" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing-here")]) == 1
+    assert "not a ddim run folder" in capsys.readouterr().err
+
+
+def test_unreadable_images_stop_with_their_name_or_are_skipped_and_counted(tmp_path: Path, capsys) -> None:
+    from conftest import write_images
+
+    write_images(tmp_path / "imgs", 20, size=(20, 20))
+    (tmp_path / "imgs" / "truncated.jpg").write_bytes((tmp_path / "imgs" / "img_001.jpg").read_bytes()[:60])
+    arguments = ["train", "--data", str(tmp_path / "imgs"), *TINY_TRAIN, "--max-steps", "1", "--kid-every", "0",
+                 "--batch-size", "4", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*arguments, "--run-dir", str(tmp_path / "a")]) == 1
+    assert "truncated.jpg" in capsys.readouterr().err
+    assert main([*arguments, "--run-dir", str(tmp_path / "b"), "--skip-unreadable", "yes"]) == 0
+    assert "skipped 1 unreadable images" in capsys.readouterr().err
+
+
+def train_command(flowers: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "ddim", "train", "--data", str(flowers), "--run-dir", str(run_dir), *TINY_TRAIN,
+            "--train-images", "48", "--validation-images", "16", "--repeats", "2", "--epochs", "3", "--seed", "5",
+            "--checkpoint-every", "1", "--keep-checkpoints", "2", "--kid-every", "0", "--log-every", "1", *extra]
+
+
+def test_sigkill_at_random_moments_then_resume_ends_with_the_same_weights(flowers: Path, tmp_path: Path) -> None:
+    """Fault injection: kill -9 at random moments (mid-step, mid-checkpoint, mid-evaluation) over several trials."""
+    reference = tmp_path / "reference"
+    started = time.perf_counter()
+    subprocess.run(train_command(flowers, reference), check=True, capture_output=True)
+    duration = time.perf_counter() - started
+    rng = random.Random(1234)
+    interrupted = 0
+    for trial in range(3):
+        run_dir = tmp_path / f"trial{trial}"
+        process = subprocess.Popen(train_command(flowers, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.perf_counter() + 120
+        while not ckpt.step_checkpoints(run_dir) and process.poll() is None and time.perf_counter() < deadline:
+            time.sleep(0.05)  # kill only once training is under way, so that there is progress to lose
+        time.sleep(rng.uniform(0, duration * 0.6))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            interrupted += 1
+        process.wait()
+        resumed = subprocess.run(train_command(flowers, run_dir)[:4] + ["--resume", str(run_dir), "--no-progress"],
+                                 capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert_same_run(reference, run_dir)
+    assert interrupted >= 2  # the trials really killed training
+
+
+def test_sigterm_to_the_command_saves_and_exits_143(flowers: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(train_command(flowers, run_dir, "--epochs", "50"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    while len(ckpt.step_checkpoints(run_dir)) < 2 and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "SIGTERM received: stopped after saving" in err and "Traceback" not in err
+
+
+def test_torchrun_with_two_gloo_processes_keeps_ranks_identical_and_writes_once(flowers: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ddim",
+               "train", "--data", str(flowers), "--run-dir", str(run_dir),
+               *[a for a in TINY_TRAIN if a != "--no-progress"], "--train-images", "48",
+               "--validation-images", "16", "--repeats", "2", "--epochs", "2", "--kid-steps", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((run_dir / "distributed.json").read_text())
+    assert report["world_size"] == 2 and report["backend"] == "gloo"
+    first, second = report["weights_fingerprint_per_rank"]
+    assert first == second
+    assert result.stderr.count("ddim: training on") == 1  # only rank 0 talks
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + 2  # header and one row per epoch, written once
+    assert "val_kid" in history[0]
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    weights, state = final_state(run_dir)
+    assert state["world_size"] == 2 and len(state["noise_generators"]) == 2
+    assert not torch.equal(state["noise_generators"][0], state["noise_generators"][1])  # each rank its own noise
