@@ -54,6 +54,9 @@ class Speed:
         """``torch.compile(function)`` in the chosen mode, or the function itself."""
         if self.compile_mode is None:
             return function
+        from .data.dataset import default_cache_dir
+
+        use_compile_cache(default_cache_dir())
         return torch.compile(function, mode=None if self.compile_mode == "default" else self.compile_mode)
 
     def compiled_module(self, module: torch.nn.Module) -> Callable[..., Any]:
@@ -95,6 +98,7 @@ def resolve_speed(device: torch.device | str, precision: str = "auto", channels_
 
 
 def use_compile_cache(cache_dir: str | os.PathLike[str]) -> None:
-    """Keep torch.compile's caches in ddim's cache folder, so a second run starts fast."""
+    """Keep torch.compile's caches (Inductor's FX-graph and kernel caches, Triton's binaries) in ddim's
+    cache folder rather than /tmp, so a second run starts fast; variables a user set are left alone."""
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(os.fspath(cache_dir), "inductor"))
     os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(os.fspath(cache_dir), "triton"))
