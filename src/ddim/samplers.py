@@ -16,7 +16,7 @@ import torch
 from .diffusion import Denoiser, Schedule
 from .seeding import generator
 
-#: ``callback(step_index, noisy_images, pred_images)``, called after every network evaluation.
+#: ``callback(step_index, noisy_images, pred_images)``, called once per step after its prediction.
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
@@ -64,6 +64,29 @@ def _require_noise(noise: ImageNoise | None, sampler: str) -> ImageNoise:
     return noise
 
 
+Rates = tuple[torch.Tensor, torch.Tensor]  # (noise_rates, signal_rates), each (B, 1, 1, 1)
+#: ``update(noisy_images, pred_noises, pred_images, rates, next_rates) -> next noisy images``
+Update = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Rates, Rates], torch.Tensor]
+
+
+def _walk(denoiser: Denoiser, initial_noise: torch.Tensor, steps: int, schedule: Schedule,
+          callback: Callback | None, update: Update) -> torch.Tensor:
+    """The loop every sampler shares: at each t, predict (eps_hat, x0_hat), then ``update`` to t_next.
+
+    The last step only predicts: its x0_hat is the result (the seed's DDIM discards x at t = 0).
+    """
+    noisy_images = pred_images = initial_noise
+    pairs = time_pairs(steps)
+    for step, (t, t_next) in enumerate(pairs):
+        rates = _rates(schedule, t, noisy_images)
+        pred_noises, pred_images = denoiser(noisy_images, *rates)
+        if callback is not None:
+            callback(step, noisy_images, pred_images)
+        if step < len(pairs) - 1:
+            noisy_images = update(noisy_images, pred_noises, pred_images, rates, _rates(schedule, t_next, noisy_images))
+    return pred_images
+
+
 @torch.no_grad()
 def ddim(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule, eta: float = 0.0,
          noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
@@ -76,25 +99,17 @@ def ddim(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedul
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     source = _require_noise(noise, "stochastic DDIM (eta > 0)") if eta > 0 else None
-    noisy_images = pred_images = initial_noise
-    pairs = time_pairs(steps)
-    for step, (t, t_next) in enumerate(pairs):
-        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
-        pred_noises, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
-        if callback is not None:
-            callback(step, noisy_images, pred_images)
-        if step == len(pairs) - 1:
-            break  # the last x0_hat is the result; x at t = 0 is never used
-        next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
+
+    def update(noisy_images, pred_noises, pred_images, rates, next_rates):
+        (noise_rates, signal_rates), (next_noise_rates, next_signal_rates) = rates, next_rates
         if source is None:
-            noisy_images = next_signal_rates * pred_images + next_noise_rates * pred_noises
-        else:
-            sigmas = eta * next_noise_rates / noise_rates * (1 - signal_rates**2 / next_signal_rates**2).clamp_min(0).sqrt()
-            sigmas = torch.minimum(sigmas, next_noise_rates)  # eta > 1 cannot take more than all the noise
-            noisy_images = (next_signal_rates * pred_images
-                            + (next_noise_rates**2 - sigmas**2).clamp_min(0).sqrt() * pred_noises
-                            + sigmas * source.draw())
-    return pred_images
+            return next_signal_rates * pred_images + next_noise_rates * pred_noises
+        sigmas = eta * next_noise_rates / noise_rates * (1 - signal_rates**2 / next_signal_rates**2).clamp_min(0).sqrt()
+        sigmas = torch.minimum(sigmas, next_noise_rates)  # eta > 1 cannot take more than all the noise
+        return (next_signal_rates * pred_images + (next_noise_rates**2 - sigmas**2).clamp_min(0).sqrt() * pred_noises
+                + sigmas * source.draw())
+
+    return _walk(denoiser, initial_noise, steps, schedule, callback, update)
 
 
 @torch.no_grad()
@@ -107,26 +122,21 @@ def ddpm(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedul
     Returns the last x0_hat.
     """
     source = _require_noise(noise, "DDPM")
-    noisy_images = pred_images = initial_noise
-    pairs = time_pairs(steps)
-    for step, (t, t_next) in enumerate(pairs):
-        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
-        _, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
-        if callback is not None:
-            callback(step, noisy_images, pred_images)
-        if step == len(pairs) - 1:
-            break
-        next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
+
+    def update(noisy_images, pred_noises, pred_images, rates, next_rates):
+        (noise_rates, signal_rates), (next_noise_rates, next_signal_rates) = rates, next_rates
         betas = 1 - signal_rates**2 / next_signal_rates**2
         means = (next_signal_rates * betas / noise_rates**2 * pred_images
                  + signal_rates / next_signal_rates * next_noise_rates**2 / noise_rates**2 * noisy_images)
         deviations = (betas * next_noise_rates**2 / noise_rates**2).clamp_min(0).sqrt()
-        noisy_images = means + deviations * source.draw()
-    return pred_images
+        return means + deviations * source.draw()
+
+    return _walk(denoiser, initial_noise, steps, schedule, callback, update)
 
 
-def _log_snr_halves(noise_rates: torch.Tensor, signal_rates: torch.Tensor) -> torch.Tensor:
+def _log_snr_halves(rates: Rates) -> torch.Tensor:
     """lambda = log(s / n), half the log signal-to-noise ratio (DPM-Solver's time variable)."""
+    noise_rates, signal_rates = rates
     return torch.log(signal_rates) - torch.log(noise_rates)
 
 
@@ -140,26 +150,18 @@ def dpmpp_2m(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, sch
     One network evaluation per step; returns the last x0_hat.
     """
     del noise  # deterministic
-    noisy_images = pred_images = initial_noise
-    previous_images, previous_h = None, None
-    pairs = time_pairs(steps)
-    for step, (t, t_next) in enumerate(pairs):
-        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
-        _, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
-        if callback is not None:
-            callback(step, noisy_images, pred_images)
-        if step == len(pairs) - 1:
-            break
-        next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
-        h = _log_snr_halves(next_noise_rates, next_signal_rates) - _log_snr_halves(noise_rates, signal_rates)
-        if previous_images is None:
-            denoised = pred_images
-        else:
-            r = previous_h / h
-            denoised = (1 + 1 / (2 * r)) * pred_images - 1 / (2 * r) * previous_images
-        noisy_images = next_noise_rates / noise_rates * noisy_images - next_signal_rates * torch.expm1(-h) * denoised
-        previous_images, previous_h = pred_images, h
-    return pred_images
+    previous: dict[str, torch.Tensor] = {}  # the last step's x0_hat and h, within this call only
+
+    def update(noisy_images, pred_noises, pred_images, rates, next_rates):
+        h = _log_snr_halves(next_rates) - _log_snr_halves(rates)
+        denoised = pred_images
+        if previous:
+            r = previous["h"] / h
+            denoised = (1 + 1 / (2 * r)) * pred_images - 1 / (2 * r) * previous["images"]
+        previous.update(images=pred_images, h=h)
+        return next_rates[0] / rates[0] * noisy_images - next_rates[1] * torch.expm1(-h) * denoised
+
+    return _walk(denoiser, initial_noise, steps, schedule, callback, update)
 
 
 @torch.no_grad()
@@ -172,28 +174,16 @@ def heun(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedul
     step only predicts x0_hat); returns the last x0_hat.
     """
     del noise  # deterministic
-    noisy_images = pred_images = initial_noise
-    pairs = time_pairs(steps)
-    evaluation = 0
-    for step, (t, t_next) in enumerate(pairs):
-        noise_rates, signal_rates = _rates(schedule, t, noisy_images)
-        pred_noises, pred_images = denoiser(noisy_images, noise_rates, signal_rates)
-        if callback is not None:
-            callback(evaluation, noisy_images, pred_images)
-        evaluation += 1
-        if step == len(pairs) - 1:
-            break
-        next_noise_rates, next_signal_rates = _rates(schedule, t_next, noisy_images)
-        sigma, next_sigma = noise_rates / signal_rates, next_noise_rates / next_signal_rates
+
+    def update(noisy_images, pred_noises, pred_images, rates, next_rates):
+        (noise_rates, signal_rates), (next_noise_rates, next_signal_rates) = rates, next_rates
+        sigma_step = next_noise_rates / next_signal_rates - noise_rates / signal_rates
         scaled = noisy_images / signal_rates
-        predicted = (scaled + (next_sigma - sigma) * pred_noises) * next_signal_rates  # Euler
-        next_pred_noises, corrected_images = denoiser(predicted, next_noise_rates, next_signal_rates)
-        if callback is not None:
-            callback(evaluation, predicted, corrected_images)
-        evaluation += 1
-        slope = (pred_noises + next_pred_noises) / 2
-        noisy_images = (scaled + (next_sigma - sigma) * slope) * next_signal_rates
-    return pred_images
+        predicted = (scaled + sigma_step * pred_noises) * next_signal_rates  # Euler
+        next_pred_noises, _ = denoiser(predicted, next_noise_rates, next_signal_rates)
+        return (scaled + sigma_step * (pred_noises + next_pred_noises) / 2) * next_signal_rates
+
+    return _walk(denoiser, initial_noise, steps, schedule, callback, update)
 
 
 @torch.no_grad()
