@@ -218,3 +218,33 @@ def test_evaluate_reports_bad_weights_without_a_traceback(tiny_run: Path, tmp_pa
     assert code == 1
     err = capsys.readouterr().err
     assert "ddim evaluate: error: Inception weights file" in err and "Traceback" not in err
+
+
+def test_evaluate_given_images_from_npz_files_and_folders(flowers_splits, flowers: Path, tmp_path: Path, capsys) -> None:
+    """Images made elsewhere (e.g. returned from a GPU machine) are evaluated against the real ones."""
+    from PIL import Image
+
+    real_like = flowers_splits.train[:40]
+    np.savez_compressed(tmp_path / "part0.npz", images=real_like[:20])
+    (tmp_path / "pngs").mkdir()
+    for index, image in enumerate(real_like[20:]):
+        Image.fromarray(image).save(tmp_path / "pngs" / f"{index:03d}.png")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--generated", str(tmp_path / "part0.npz"), str(tmp_path / "pngs"), "--data", str(flowers),
+                 "--kid-size", "75", "--subsets", "5", "--subset-size", "20", "--json", str(out), "--device", "cpu",
+                 "--no-progress"]) == 0
+    results = json.loads(out.read_text())
+    assert results["num_generated"] == 40 and len(results["generated"]) == 2
+    noise = np.random.default_rng(0).integers(0, 256, size=(40, 64, 64, 3), dtype=np.uint8)
+    np.savez(tmp_path / "noise.npz", images=noise)
+    assert main(["evaluate", "--generated", str(tmp_path / "noise.npz"), "--data", str(flowers), "--kid-size", "75",
+                 "--subsets", "5", "--subset-size", "20", "--json", str(tmp_path / "noise.json"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "noise.json").read_text())["kid"] > 10 * abs(results["kid"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--generated", str(tmp_path / "noise.npz")])
+    assert "--generated needs --data" in capsys.readouterr().err
+    assert main(["evaluate", "--generated", str(tmp_path / "eval.json"), "--data", str(flowers), "--kid-size", "75",
+                 "--device", "cpu"]) == 1
+    assert "neither a folder of images nor an .npz file" in capsys.readouterr().err

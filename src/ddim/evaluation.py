@@ -107,6 +107,63 @@ def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, n
     return np.concatenate(chunks)
 
 
+def read_generated(paths: list[Path]) -> np.ndarray:
+    """uint8 images (N, H, W, 3) from folders of image files and/or .npz files holding ``images``."""
+    from PIL import Image
+
+    from .data import DataError
+    from .data.images import list_images
+
+    parts = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = list_images(path)
+            if not files:
+                raise DataError(f"no images found in {path}")
+            parts.append(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
+        elif path.suffix == ".npz" and path.is_file():
+            with np.load(path) as archive:
+                if "images" not in archive:
+                    raise DataError(f"{path} holds no 'images' array")
+                parts.append(np.asarray(archive["images"]))
+        else:
+            raise DataError(f"{path} is neither a folder of images nor an .npz file")
+    images = np.concatenate(parts)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or images.shape[1] != images.shape[2]:
+        raise DataError(f"generated images must be square uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    return images
+
+
+def evaluate_images(generated: np.ndarray, splits: ImageSplits, extractor: InceptionFeatures,
+                    settings: EvaluationSettings, *, cache_dir: Path | None = None,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """KID (mean, std over subsets), the seed's per-batch KID and FID of given uint8 images vs real ones."""
+    real, cache_file = reference_features(splits, settings.reference, extractor, cache_dir=cache_dir,
+                                          batch_size=settings.batch_size, progress=progress)
+    update = progress(f"Inception features of {len(generated)} given images", len(generated)) if progress else None
+    features = extract_features(extractor, generated, batch_size=settings.batch_size, progress=update)
+    return _metrics(real, features, settings, splits, extractor, cache_file)
+
+
+def _metrics(real: np.ndarray, generated: np.ndarray, settings: EvaluationSettings, splits: ImageSplits,
+             extractor: InceptionFeatures, cache_file: Path | None) -> dict[str, Any]:
+    kid_mean, kid_std = kid_subsets(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
+                                    seed=settings.seed)
+    return {
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "kid_per_batch": kid_per_batch(real, generated, 64),
+        "fid": fid_from_features(real, generated),
+        "num_generated": len(generated),
+        "num_real": len(real),
+        "kid_subset_size": min(settings.subset_size, len(real), len(generated)),
+        "settings": asdict(settings),
+        "reference": {"set": settings.reference, "folder": str(splits.folder), "layout": splits.layout,
+                      "fingerprint": splits.fingerprint, "features_cache": cache_file and str(cache_file)},
+        "inception": {"weights": str(extractor.weights), "sha1": extractor.sha1, "image_size": extractor.image_size},
+    }
+
+
 def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures,
              settings: EvaluationSettings, *, cache_dir: Path | None = None, speed: Speed | None = None,
              progress: Progress | None = None) -> dict[str, Any]:
@@ -118,21 +175,7 @@ def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFea
     generated = generated_features(model, extractor, num=num, steps=settings.steps, seed=settings.seed,
                                    sampler=settings.sampler, sampler_options=settings.sampler_options,
                                    batch_size=settings.batch_size, speed=speed, progress=update)
-    kid_mean, kid_std = kid_subsets(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
-                                    seed=settings.seed)
-    return {
-        "kid": kid_mean,
-        "kid_std": kid_std,
-        "kid_per_batch": kid_per_batch(real, generated, 64),
-        "fid": fid_from_features(real, generated),
-        "num_generated": num,
-        "num_real": len(real),
-        "kid_subset_size": min(settings.subset_size, len(real), num),
-        "settings": asdict(settings),
-        "reference": {"set": settings.reference, "folder": str(splits.folder), "layout": splits.layout,
-                      "fingerprint": splits.fingerprint, "features_cache": cache_file and str(cache_file)},
-        "inception": {"weights": str(extractor.weights), "sha1": extractor.sha1, "image_size": extractor.image_size},
-    }
+    return _metrics(real, generated, settings, splits, extractor, cache_file)
 
 
 def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features: np.ndarray | None, *, count: int,

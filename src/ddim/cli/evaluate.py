@@ -16,7 +16,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("evaluate", help="KID and FID of a checkpoint against real images",
                                  description="Generate images with the EMA network and compare their InceptionV3 "
                                  "features with real ones: KID (mean +- std over subsets) and FID.")
-    options.add_checkpoint(parser)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a run folder (its latest checkpoint) or a checkpoint folder to generate from")
+    parser.add_argument("--generated", type=Path, nargs="+", default=None, metavar="PATH",
+                        help="evaluate these images instead of generating: folders of images or .npz files "
+                        "holding uint8 'images' (N, H, W, 3); needs --data")
     parser.add_argument("--data", default=None,
                         help="the real images (default: the data the checkpoint was trained on, same split)")
     parser.add_argument("--reference", choices=REFERENCE_CHOICES, default="validation",
@@ -45,19 +49,35 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
+    from ..config import DataConfig
     from ..data import load_splits
-    from ..evaluation import EvaluationSettings, evaluate
+    from ..evaluation import EvaluationSettings, evaluate, evaluate_images, read_generated
     from ..metrics.inception import load_inception
 
     if args.num is not None and args.num < 2:
         parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
+    if (args.checkpoint is None) == (args.generated is None):
+        parser.error("give either --checkpoint (generate and evaluate) or --generated (evaluate given images)")
+    if args.generated is not None and args.data is None:
+        parser.error("--generated needs --data: the real images to compare with")
     sampler_options = options.sampler_options(parser, args)
     device, speed = options.resolve_speed_args(args)
     extractor = load_inception(args.inception_weights, args.kid_size, device)
+    show = not args.no_progress
+    if args.generated is not None:
+        generated = read_generated(args.generated)
+        data_config = DataConfig(path=args.data, cache_dir=args.cache_dir)
+        splits = load_splits(data_config, generated.shape[1], progress=options.progress_factory(show))
+        settings = EvaluationSettings(num=len(generated), kid_size=args.kid_size, reference=args.reference,
+                                      subsets=args.subsets, subset_size=args.subset_size, batch_size=args.batch_size)
+        results = evaluate_images(generated, splits, extractor, settings, cache_dir=args.cache_dir,
+                                  progress=options.progress_factory(show))
+        results = {"generated": [str(p) for p in args.generated], **results}
+        _report(args, settings, results, f"{len(generated)} given images")
+        return 0
     model, config, folder = load_model(args.checkpoint, device=device)
     data_config = dataclasses.replace(config.data, path=args.data or config.data.path,
                                       cache_dir=args.cache_dir or config.data.cache_dir)
-    show = not args.no_progress
     splits = load_splits(data_config, config.model.image_size, progress=options.progress_factory(show))
     settings = EvaluationSettings(num=args.num, steps=args.steps, seed=args.seed, sampler=args.sampler,
                                   sampler_options=sampler_options, kid_size=args.kid_size, reference=args.reference,
@@ -65,11 +85,15 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     results = evaluate(model, splits, extractor, settings, cache_dir=args.cache_dir, speed=speed,
                        progress=options.progress_factory(show))
     results = {"checkpoint": str(folder), "speed": speed.describe(), **results}
+    _report(args, settings, results, f"{results['num_generated']} generated with {settings.sampler}, "
+            f"{settings.steps} steps, checkpoint {folder}")
+    return 0
+
+
+def _report(args: argparse.Namespace, settings, results: dict, what: str) -> None:
     print(f"KID ({args.kid_size} px, {settings.subsets} subsets of {results['kid_subset_size']}): "
           f"{results['kid']:.5f} ± {results['kid_std']:.5f}   FID: {results['fid']:.3f}   "
-          f"({results['num_generated']} generated with {settings.sampler}, {settings.steps} steps, vs "
-          f"{results['num_real']} real {settings.reference} images; checkpoint {folder})")
+          f"({what}; vs {results['num_real']} real {settings.reference} images)")
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
