@@ -12,6 +12,7 @@ from . import options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register this command and its options."""
     parser = commands.add_parser("bench", help="training and sampling speed: eager fp32 port vs optimised",
                                  description="Measure training and DDIM sampling images/s of the straightforward "
                                  "eager fp32 step and of the optimised step, in the same run, and print a table.")
@@ -39,6 +40,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Carry the command out; returns the exit status."""
     from ..bench import format_table, run_benchmark
     from ..speed import resolve_speed
     from ..train import resolve_device

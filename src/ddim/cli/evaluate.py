@@ -13,6 +13,7 @@ REFERENCE_CHOICES = ("validation", "train", "all")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register this command and its options."""
     parser = commands.add_parser("evaluate", help="KID and FID of a checkpoint against real images",
                                  description="Generate images with the EMA network and compare their InceptionV3 "
                                  "features with real ones: KID (mean +- std over subsets) and FID.")
@@ -48,6 +49,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Carry the command out; returns the exit status."""
     from ..checkpoint import load_model
     from ..config import DataConfig
     from ..data import load_splits

@@ -9,6 +9,7 @@ from . import options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register this command and its options."""
     parser = commands.add_parser("interpolate", help="images along a spherical path between two noises",
                                  description="Slerp between the starting noises of images 2i and 2i+1 of a seed "
                                  "and sample every frame with deterministic DDIM: a strip (one row per pair) and "
@@ -26,6 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Carry the command out; returns the exit status."""
     import torch
 
     from ..checkpoint import load_model

@@ -11,6 +11,7 @@ from . import options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register this command and its options."""
     parser = commands.add_parser("invert", help="invert real images to noise and back; error against steps",
                                  description="Map real images to noise with deterministic DDIM inversion, sample "
                                  "them back, and print the reconstruction error for each number of steps.")
@@ -31,6 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Carry the command out; returns the exit status."""
     import numpy as np
     import torch
 

@@ -60,15 +60,18 @@ def yes_no(text: str) -> bool:
 
 
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint PATH`` (required)."""
     parser.add_argument("--checkpoint", type=Path, required=True,
                         help="a run folder (its latest checkpoint), a checkpoint folder, or its model.safetensors")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
+    """``--device``."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
 
 
 def add_speed(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--compile`` for sampling."""
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="network precision: bf16 autocast where the hardware has it (default: auto)")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
@@ -76,6 +79,7 @@ def add_speed(parser: argparse.ArgumentParser) -> None:
 
 
 def add_sampler(parser: argparse.ArgumentParser, default_steps: int = 20) -> None:
+    """``--sampler``, ``--steps`` and ``--eta``."""
     from ..samplers import SAMPLERS
 
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default: ddim (the seed's)")
@@ -93,6 +97,7 @@ def sampler_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

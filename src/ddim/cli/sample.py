@@ -10,6 +10,7 @@ from . import options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register this command and its options."""
     parser = commands.add_parser("sample", help="generate images from a checkpoint",
                                  description="Generate N images (PNG files and a grid) with the EMA network. "
                                  "Image k of seed s is the same whatever the batch size.")
@@ -25,6 +26,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Carry the command out; returns the exit status."""
     from ..checkpoint import load_model
     from ..model import generate_images
     from ..reports import save_grid, save_images

@@ -28,10 +28,12 @@ def sampler_spec(text: str) -> tuple[str, dict[str, float]]:
 
 
 def sampler_list(text: str) -> list[tuple[str, dict[str, float]]]:
+    """An argparse type: comma-separated sampler specs."""
     return [sampler_spec(part) for part in text.split(",") if part]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register this command and its options."""
     parser = commands.add_parser("study", help="KID and FID against network evaluations for each sampler",
                                  description="For each sampler and each number of network evaluations, generate "
                                  "images with one trained model and measure KID and FID against real images; "
@@ -64,6 +66,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Carry the command out; returns the exit status."""
     from ..checkpoint import load_model
     from ..data import load_splits
     from ..metrics.inception import load_inception

@@ -12,6 +12,7 @@ from . import options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Register this command and its options."""
     parser = commands.add_parser("train", help="train a model (the seed's recipe by default)",
                                  description="Train the seed's DDIM on a folder of images. Every default is "
                                  "the seed's; every value is checked before any work starts.")
@@ -44,6 +45,7 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Carry the command out; returns the exit status."""
     from .. import distributed as dist
     from ..callbacks import HistoryWriter, ProgressBar, SampleGrid
     from ..data import load_splits
