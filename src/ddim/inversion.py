@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .model import DiffusionModel
@@ -20,15 +22,11 @@ def invert_and_reconstruct(model: DiffusionModel, images: torch.Tensor, steps: i
     return latents, model.normalizer.denormalize(reconstructions)
 
 
-def reconstruction_errors(model: DiffusionModel, images: torch.Tensor, steps_list: list[int],
-                          speed: Speed | None = None) -> list[dict[str, float]]:
-    """Per step count: mean absolute and RMS reconstruction error in [0, 1] pixels, PSNR, latent statistics."""
-    rows = []
-    for steps in steps_list:
-        latents, reconstructions = invert_and_reconstruct(model, images, steps, speed)
-        difference = (reconstructions.float() - images.float())
-        mse = difference.square().mean().item()
-        rows.append({"steps": steps, "mae": difference.abs().mean().item(), "rmse": mse**0.5,
-                     "psnr_db": float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item(),
-                     "latent_mean": latents.mean().item(), "latent_std": latents.std().item()})
-    return rows
+def reconstruction_error(images: torch.Tensor, reconstructions: torch.Tensor, latents: torch.Tensor,
+                         steps: int) -> dict[str, float]:
+    """Mean absolute and RMS error in [0, 1] pixels, PSNR, and the latents' mean and standard deviation."""
+    difference = reconstructions.float() - images.float()
+    mse = difference.square().mean().item()
+    return {"steps": steps, "mae": difference.abs().mean().item(), "rmse": mse**0.5,
+            "psnr_db": float("inf") if mse == 0 else -10.0 * math.log10(mse),
+            "latent_mean": latents.mean().item(), "latent_std": latents.std().item()}

@@ -39,7 +39,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..data import load_splits
     from ..data.images import load_image
-    from ..inversion import invert_and_reconstruct, reconstruction_errors
+    from ..inversion import invert_and_reconstruct, reconstruction_error
     from ..reports import save_grid
 
     device, speed = options.resolve_speed_args(args)
@@ -52,12 +52,13 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         array = load_splits(data_config, size, progress=options.progress_factory(not args.no_progress)).validation
         array = array[: args.num]
     images = torch.from_numpy(array).permute(0, 3, 1, 2).float().div(255.0).to(device)
-    rows = reconstruction_errors(model, images, list(args.steps), speed=speed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     save_grid(images.cpu(), out / "originals.png")
+    rows = []
     for steps in args.steps:
         latents, reconstructions = invert_and_reconstruct(model, images, steps, speed=speed)
+        rows.append(reconstruction_error(images, reconstructions, latents, steps))
         save_grid(reconstructions.cpu(), out / f"reconstructions_{steps}steps.png")
         save_grid(((latents.cpu() + 3) / 6).clamp(0, 1), out / f"latents_{steps}steps.png")  # +-3 sigma shown
     with open(out / "errors.csv", "w", newline="") as handle:
