@@ -122,3 +122,36 @@ def test_normaliser_adapts_per_channel_and_denormalise_inverts_normalise() -> No
     assert (normalized.std(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-4
     torch.testing.assert_close(normalizer.denormalize(normalized), batch, rtol=0, atol=1e-6)
     assert normalizer.denormalize(torch.full((1, 3, 2, 2), 100.0)).max() == 1.0  # clipped like the seed
+
+
+def test_ema_warmup_follows_its_formula_and_is_off_by_default() -> None:
+    from ddim.config import TrainConfig
+    from ddim.ema import ema_decay
+
+    assert TrainConfig().ema_warmup is False
+    assert ema_decay(0.999, 1, warmup=False) == 0.999
+    assert ema_decay(0.999, 1, warmup=True) == pytest.approx(2 / 11)
+    assert ema_decay(0.999, 100, warmup=True) == pytest.approx(101 / 110)
+    assert ema_decay(0.999, 100_000, warmup=True) == 0.999  # capped at the configured decay
+    steps = [ema_decay(0.999, s, warmup=True) for s in range(1, 3000)]
+    assert all(a <= b for a, b in zip(steps, steps[1:]))
+
+
+def test_ema_warmup_makes_a_short_runs_ema_close_to_the_network() -> None:
+    import copy
+
+    from ddim.ema import ema_decay
+
+    config = ModelConfig(image_size=8, widths=(4, 8), block_depth=1)
+    distances = {}
+    for warmup in (False, True):
+        torch.manual_seed(0)
+        network = UNet(config)
+        ema_network = copy.deepcopy(network)
+        for step in range(1, 201):
+            with torch.no_grad():
+                for p in network.parameters():
+                    p.add_(0.01)  # a steadily moving network
+            update_ema(ema_network, network, ema_decay(0.999, step, warmup))
+        distances[warmup] = sum((a - b).abs().sum().item() for a, b in zip(network.parameters(), ema_network.parameters()))
+    assert distances[True] < 0.2 * distances[False]

@@ -122,6 +122,7 @@ class TrainConfig:
     weight_decay: float = 1e-4  # PyTorch/Keras-3 AdamW semantics (decay scaled by lr), see README
     adam_epsilon: float = 1e-7  # Keras' default
     ema: float = 0.999
+    ema_warmup: bool = False  # decay min(ema, (1 + step) / (10 + step)): not the seed's, for short runs
     loss: str = "mae"
     max_steps: int | None = None  # stop early after this many optimiser steps
     seed: int = 0
@@ -153,6 +154,7 @@ class TrainConfig:
         _require(self.adam_epsilon > 0, "adam_epsilon", f"must be positive, got {self.adam_epsilon}")
         _finite(self.ema, "ema")
         _require(0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1), got {self.ema}")
+        _require(isinstance(self.ema_warmup, bool), "ema_warmup", f"must be true or false, got {self.ema_warmup!r}")
         _require(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps")

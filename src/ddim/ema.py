@@ -27,3 +27,9 @@ def update_ema(ema_network: nn.Module, network: nn.Module, decay: float) -> None
     for ema_buffer, buffer in zip(ema_network.buffers(), network.buffers()):
         if not buffer.is_floating_point():
             ema_buffer.copy_(buffer)
+
+
+def ema_decay(decay: float, step: int, warmup: bool) -> float:
+    """The decay for update number ``step`` (1-based): constant (the seed's) or, with ``warmup``,
+    min(decay, (1 + step) / (10 + step)) so that short runs are not dominated by the initial weights."""
+    return min(decay, (1 + step) / (10 + step)) if warmup else decay

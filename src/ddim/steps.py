@@ -14,7 +14,7 @@ from .config import RunConfig
 from .data import DeviceImages
 from .distributed import Distributed
 from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
-from .ema import update_ema
+from .ema import ema_decay, update_ema
 from .model import DiffusionModel
 from .seeding import VALIDATION_NOISE, generator
 from .speed import Speed
@@ -90,7 +90,8 @@ class TrainStep:
             buffer.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
             offset += buffer.numel()
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, step: int = 1) -> torch.Tensor:
+        """Train on ``images`` (the ``step``-th update, 1-based, which sets a warming-up EMA's decay)."""
         self.model.network.train()
         noises, diffusion_times = draw_noise(images, generator)
         memory_format = self.speed.memory_format()
@@ -104,7 +105,8 @@ class TrainStep:
         if self.local_batchnorm:
             with torch.no_grad():
                 self._average_batchnorm_statistics()
-        update_ema(self.model.ema_network, self.model.network, self.config.train.ema)
+        train = self.config.train
+        update_ema(self.model.ema_network, self.model.network, ema_decay(train.ema, step, train.ema_warmup))
         return losses.detach().clone()
 
 

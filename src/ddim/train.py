@@ -34,7 +34,7 @@ from .steps import LOSS_NAMES, TrainStep, build_optimizer, validation_losses
 # Settings that fix what a run computes: a resume may not change them (epochs, max_steps, device,
 # logging and checkpoint cadence may change).
 RESUME_FIXED = {"data": ("split_seed", "train_fraction", "repeats", "train_images", "validation_images"),
-                "train": ("batch_size", "seed", "loss")}
+                "train": ("batch_size", "seed", "loss", "ema", "ema_warmup")}
 
 
 class TrainingError(RuntimeError):
@@ -297,7 +297,7 @@ def _train_epoch(run: _Run, epoch: int, last: int, hooks: CallbackList, stops: S
     running = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=run.speed.device)
     since_log, started = 0, time.perf_counter()
     for index in range(first, last):
-        losses = run.step(run.batches.images(order[index]), run.noise_generator)
+        losses = run.step(run.batches.images(order[index]), run.noise_generator, state.step + 1)
         run.nonfinite |= ~torch.isfinite(losses).all()
         running += losses.double()
         run.epoch_totals += losses.double()

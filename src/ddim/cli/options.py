@@ -150,6 +150,8 @@ CONFIG_OPTIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("train", "lr"): ("--lr", "AdamW learning rate"),
     ("train", "weight_decay"): ("--weight-decay", "AdamW weight decay (PyTorch's meaning, scaled by lr)"),
     ("train", "ema"): ("--ema", "EMA decay of the sampling network"),
+    ("train", "ema_warmup"): ("--ema-warmup", "yes: decay min(ema, (1+step)/(10+step)) so short runs are not "
+                                              "dominated by the initial weights (not the seed's)"),
     ("train", "loss"): ("--loss", "loss on the prediction"),
     ("train", "max_steps"): ("--max-steps", "stop after N optimiser steps"),
     ("train", "seed"): ("--seed", "seeds weights, data order and all noise"),
