@@ -75,14 +75,11 @@ class SampleGrid:
 
 
 class HistoryWriter:
-    """The per-epoch history as CSV after every epoch, and a plot of it when training ends."""
+    """The per-epoch history as CSV and its plot, rewritten after every epoch (so an interrupted run has both)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         write_history(state.history, self.run_dir / HISTORY_FILE)
-
-    def on_train_end(self, state: TrainState) -> None:
-        if state.history:
-            plot_history(state.history, self.run_dir / PLOT_FILE)
+        plot_history(state.history, self.run_dir / PLOT_FILE)

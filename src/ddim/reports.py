@@ -86,8 +86,10 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
         axis.legend()
     figure.tight_layout()
     path = Path(path)
-    figure.savefig(path, dpi=100)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    figure.savefig(temporary, dpi=100)
     plt.close(figure)
+    os.replace(temporary, path)
     return path
 
 
