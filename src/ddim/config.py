@@ -119,7 +119,7 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 64
     lr: float = 1e-3
-    weight_decay: float = 1e-4  # PyTorch/Keras-3 AdamW semantics (decay scaled by lr), see README
+    weight_decay: float = 1e-4  # per step, weights *= 1 - weight_decay, whatever the lr (the Keras example's meaning)
     adam_epsilon: float = 1e-7  # Keras' default
     ema: float = 0.999
     ema_warmup: bool = False  # decay min(ema, (1 + step) / (10 + step)): not the seed's, for short runs
@@ -184,6 +184,30 @@ class TrainConfig:
         _require(self.kid_batch_size >= 2, "kid_batch_size", f"KID needs batches of at least 2, got {self.kid_batch_size}")
 
 
+CONFIG_VERSION = 2
+"""Version 2: ``train.weight_decay`` is the per-step decay (the Keras example's meaning). Version 1 (no
+``version`` key) meant PyTorch's ``lr * weight_decay``; :func:`upgrade_config_dict` converts it."""
+
+
+def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
+    """A config dictionary of any version in the current version's terms (the ``version`` key removed).
+
+    Version 1 stored ``weight_decay`` in PyTorch's meaning (each step subtracts ``lr * weight_decay * w``);
+    the same computation is ``weight_decay = lr * old`` now, so an old run resumes unchanged.
+    """
+    data = dict(data)
+    version = data.pop("version", 1)
+    if version not in (1, CONFIG_VERSION):
+        raise ConfigError("version", f"configuration version {version!r} is not one this ddim reads "
+                          f"(1 to {CONFIG_VERSION}); a newer ddim wrote it")
+    if version == 1 and isinstance(data.get("train", {}), dict):
+        train = dict(data.get("train", {}))
+        old_default = 1e-4  # version 1's default, in PyTorch's meaning
+        train["weight_decay"] = train.get("lr", TrainConfig.lr) * train.get("weight_decay", old_default)
+        data["train"] = train
+    return data
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a training run needs; saved as ``config.json`` and in every checkpoint."""
@@ -193,12 +217,13 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """A JSON-ready dictionary (tuples become lists), marked with :data:`CONFIG_VERSION`."""
+        return {"version": CONFIG_VERSION, **json.loads(json.dumps(dataclasses.asdict(self)))}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        """Rebuild a config from :meth:`to_dict`'s output; unknown keys are an error."""
+        """Rebuild a config from :meth:`to_dict`'s output (or an older version's); unknown keys are an error."""
+        data = upgrade_config_dict(data)
         sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
         unknown = set(data) - set(sections)
         if unknown:

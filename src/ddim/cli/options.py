@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ..config import CONFIG_VERSION, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..speed import COMPILE_MODES, PRECISIONS
 
 
@@ -148,7 +148,9 @@ CONFIG_OPTIONS: dict[tuple[str, str], tuple[str, str]] = {
     ("train", "epochs"): ("--epochs", "epochs of training"),
     ("train", "batch_size"): ("--batch-size", "global batch size"),
     ("train", "lr"): ("--lr", "AdamW learning rate"),
-    ("train", "weight_decay"): ("--weight-decay", "AdamW weight decay (PyTorch's meaning, scaled by lr)"),
+    ("train", "weight_decay"): ("--weight-decay", "AdamW decoupled weight decay per step: each step multiplies every weight by "
+                                             "1 - F, whatever --lr (the Keras example's tensorflow-addons meaning; "
+                                             "PyTorch's weight_decay = F / lr)"),
     ("train", "ema"): ("--ema", "EMA decay of the sampling network"),
     ("train", "ema_warmup"): ("--ema-warmup", "yes: decay min(ema, (1+step)/(10+step)) so short runs are not "
                                               "dominated by the initial weights (not the seed's)"),
@@ -208,7 +210,7 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
     sections = {name: dataclasses.asdict(getattr(base, name)) for name in SECTIONS}
     for (section, name), value in given_options(args).items():
         sections[section][name] = value
-    return RunConfig.from_dict(sections)
+    return RunConfig.from_dict({"version": CONFIG_VERSION, **sections})
 
 
 def option_name(field_path: str) -> str:

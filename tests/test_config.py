@@ -1,0 +1,75 @@
+"""The defaults are the Keras example's; configs of earlier versions still load to the same computation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddim.config import CONFIG_VERSION, ConfigError, ModelConfig, RunConfig, TrainConfig
+from ddim.model import DiffusionModel
+from ddim.speed import Speed, resolve_speed
+from ddim.steps import build_optimizer
+
+TINY = ModelConfig(image_size=16, widths=(8, 16), block_depth=1)
+
+
+@pytest.mark.parametrize("speed", [Speed.baseline("cpu"), resolve_speed("cpu")], ids=["eager", "optimised"])
+@pytest.mark.parametrize("lr", [1e-3, 3e-4])
+def test_one_step_with_zero_gradients_decays_each_weight_by_the_keras_factor(speed: Speed, lr: float) -> None:
+    """tensorflow-addons' AdamW(weight_decay=1e-4) multiplies every weight by 1 - 1e-4 per step, whatever lr."""
+    config = RunConfig(model=TINY, train=TrainConfig(lr=lr))
+    assert config.train.weight_decay == 1e-4  # the Keras example's AdamW(learning_rate=1e-3, weight_decay=1e-4)
+    model = DiffusionModel(TINY)
+    with torch.no_grad():
+        for parameter in model.network.parameters():
+            parameter.normal_()
+    before = [p.detach().clone() for p in model.network.parameters()]
+    optimizer = build_optimizer(model, config, speed)
+    for parameter in model.network.parameters():
+        parameter.grad = torch.zeros_like(parameter)  # Adam's own update is then exactly zero
+    optimizer.step()
+    for old, new in zip(before, model.network.parameters()):
+        torch.testing.assert_close(new.detach(), old * (1 - 1e-4), rtol=2e-7, atol=0)
+        assert not torch.equal(new.detach(), old)  # the decay did happen
+
+
+def test_a_version_1_config_keeps_its_computation(tmp_path: Path) -> None:
+    """Version 1 (no "version" key) stored PyTorch's weight decay, lr * wd per step: the upgrade keeps it."""
+    old = RunConfig(model=TINY).to_dict()
+    del old["version"]
+    old["train"]["lr"], old["train"]["weight_decay"] = 2e-3, 1e-4  # PyTorch's meaning: 2e-7 per step
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    upgraded = RunConfig.load(path)
+    assert upgraded.train.weight_decay == pytest.approx(2e-7, rel=1e-12)
+    assert upgraded.model == TINY
+    del old["train"]["weight_decay"]  # absent: version 1's default, 1e-4 in PyTorch's meaning
+    assert RunConfig.from_dict(old).train.weight_decay == pytest.approx(2e-3 * 1e-4, rel=1e-12)
+    written = RunConfig(model=TINY)
+    written.save(path)
+    assert json.loads(path.read_text())["version"] == CONFIG_VERSION
+    assert RunConfig.load(path) == written  # the current version round-trips unchanged
+
+
+def test_a_config_from_a_newer_version_is_refused() -> None:
+    data = RunConfig().to_dict()
+    data["version"] = CONFIG_VERSION + 1
+    with pytest.raises(ConfigError, match="version"):
+        RunConfig.from_dict(data)
+
+
+def test_defaults_are_the_keras_examples() -> None:
+    """Each default against the Keras example's code (shared/seed): one place to see them all."""
+    config = RunConfig()
+    model, data, train = config.model, config.data, config.train
+    assert (model.image_size, model.widths, model.block_depth) == (64, (32, 64, 96, 128), 2)
+    assert (model.embedding_dims, model.embedding_min_frequency, model.embedding_max_frequency) == (32, 1.0, 1000.0)
+    assert (model.min_signal_rate, model.max_signal_rate, model.prediction) == (0.02, 0.95, "noise")
+    assert (data.train_fraction, data.repeats) == (0.8, 5)
+    assert (train.epochs, train.batch_size, train.lr, train.weight_decay) == (50, 64, 1e-3, 1e-4)
+    assert (train.adam_epsilon, train.ema, train.ema_warmup, train.loss) == (1e-7, 0.999, False, "mae")
+    assert (train.plot_steps, train.kid_every, train.kid_steps, train.kid_image_size, train.kid_batch_size) == \
+        (20, 1, 5, 75, 64)
