@@ -1,3 +1,3 @@
 """ddim: train denoising diffusion implicit models on real images and generate new ones."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

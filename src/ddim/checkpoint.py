@@ -133,7 +133,7 @@ def resolve_checkpoint(path: Path) -> Path:
     if path.is_file():
         if path.name != WEIGHTS_FILE:
             raise CheckpointError(f"{path} is not a ddim checkpoint (expected a run folder, a checkpoint "
-                                  f"folder or its {WEIGHTS_FILE})")
+                                  f"folder, its {WEIGHTS_FILE}, an exported model or 'pretrained')")
         path = path.parent
     if (path / WEIGHTS_FILE).is_file():
         return path
@@ -154,8 +154,19 @@ def read_config(checkpoint: Path) -> RunConfig:
         raise CheckpointError(f"{config_path} is not a valid ddim configuration: {error}") from error
 
 
-def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[DiffusionModel, RunConfig, Path]:
-    """Rebuild the model from a checkpoint (or a run folder's latest); returns model, config, folder."""
+def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[DiffusionModel, RunConfig, Path]:
+    """Rebuild the model from a checkpoint; returns model, config and the folder or file it came from.
+
+    ``path``: a run folder (its latest checkpoint), a checkpoint folder, its ``model.safetensors``, a file
+    written by ``ddim export``, or ``pretrained`` (the built-in model).
+    """
+    from . import export
+
+    if str(path) == export.BUILTIN_NAME:
+        path = _exported_or_error(export.builtin_model_path)
+    if Path(path).is_file() and export.is_exported(Path(path)):
+        model, config, _ = _exported_or_error(lambda: export.load_exported(Path(path), device))
+        return model, config, Path(path)
     checkpoint = resolve_checkpoint(path)
     config = read_config(checkpoint)
     weights_path = checkpoint / WEIGHTS_FILE
@@ -174,6 +185,15 @@ def load_model(path: Path, device: torch.device | str = "cpu") -> tuple[Diffusio
         raise CheckpointError(f"{weights_path} does not match the model its {CONFIG_FILE} describes: "
                               f"{str(error).splitlines()[0]}") from error
     return model.to(device), config, checkpoint
+
+
+def _exported_or_error(load):
+    from .export import ExportError
+
+    try:
+        return load()
+    except ExportError as error:
+        raise CheckpointError(str(error)) from error
 
 
 def load_training_state(checkpoint: Path) -> dict[str, Any]:

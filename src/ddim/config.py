@@ -128,7 +128,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     plot_steps: int = 20  # DDIM steps for the per-epoch grid
-    plot_images: int = 16
+    plot_images: int = 9  # the Keras example draws a 3 x 3 grid after every epoch
     log_every: int = 10  # steps between progress-bar updates (the only host syncs in the loop)
     checkpoint_every: int | None = None  # steps between mid-epoch checkpoints (None: epoch ends only)
     keep_checkpoints: int = 2  # the last K checkpoints are kept

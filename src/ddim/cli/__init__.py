@@ -1,4 +1,4 @@
-"""The ``ddim`` command: train, sample, evaluate, bench, interpolate, invert, study (``ddim CMD --help``)."""
+"""The ``ddim`` command: train, sample, evaluate, bench, interpolate, invert, study, export (``ddim CMD --help``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import bench, evaluate, interpolate, invert, sample, study, train
+from . import bench, evaluate, export, interpolate, invert, sample, study, train
 
-COMMANDS = (train, sample, evaluate, bench, interpolate, invert, study)
+COMMANDS = (train, sample, evaluate, bench, interpolate, invert, study, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

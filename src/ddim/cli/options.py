@@ -62,7 +62,8 @@ def yes_no(text: str) -> bool:
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:
     """``--checkpoint PATH`` (required)."""
     parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a run folder (its latest checkpoint), a checkpoint folder, or its model.safetensors")
+                        help="a run folder (its latest checkpoint), a checkpoint folder, its model.safetensors, "
+                        "a file written by ddim export, or 'pretrained' (the built-in Flowers 102 model)")
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,124 @@
+"""Exported models: one compact safetensors file for sampling (the built-in model is one).
+
+An exported file holds the EMA network (``network.*``, fp16 by default) and the normaliser
+(``normalizer.*``, fp32), with metadata: ``format = ddim-export``, the run's ``config`` (JSON),
+``step`` and ``epoch`` reached, and ``sha256`` of the tensors, verified at every load so that
+flipped or zeroed bytes are caught. Loading gives a :class:`~ddim.model.DiffusionModel` whose
+network and EMA network both hold the exported weights, ready for every sampler and command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .config import ConfigError, RunConfig
+from .files import atomic_path
+from .model import DiffusionModel
+
+FORMAT = "ddim-export"
+FORMAT_VERSION = "1"
+BUILTIN_NAME = "pretrained"
+BUILTIN_FILE = Path(__file__).resolve().parent / "pretrained" / "flowers102-64px.safetensors"
+DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
+
+
+class ExportError(RuntimeError):
+    """An exported model that cannot be written or read (missing, damaged, foreign, non-finite)."""
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """A sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def export_model(model: DiffusionModel, config: RunConfig, out: Path, *, dtype: str = "fp16",
+                 info: dict[str, Any] | None = None) -> Path:
+    """Write the EMA network and normaliser of ``model`` to ``out`` (atomically); returns ``out``.
+
+    ``info`` (e.g. ``{"step": 25550, "epoch": 50}``) goes into the metadata as strings.
+    """
+    if dtype not in DTYPES:
+        raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    tensors = {}
+    for name, tensor in model.ema_network.state_dict().items():
+        tensor = tensor.detach().cpu()
+        tensors[f"network.{name}"] = (tensor.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor).contiguous()
+    for name, tensor in model.normalizer.state_dict().items():
+        tensors[f"normalizer.{name}"] = tensor.detach().cpu().float().contiguous()
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ExportError(f"refusing to export non-finite weights ({bad[0]}"
+                          f"{' after conversion to ' + dtype if dtype != 'fp32' else ''})")
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config.to_dict()),
+                "dtype": dtype, "sha256": tensors_sha256(tensors),
+                **{key: str(value) for key, value in (info or {}).items()}}
+    with atomic_path(out) as temporary:
+        save_file(tensors, temporary, metadata=metadata)
+    return Path(out)
+
+
+def is_exported(path: Path) -> bool:
+    """Whether ``path`` is a file written by :func:`export_model`."""
+    return read_metadata(path, quiet=True).get("format") == FORMAT
+
+
+def read_metadata(path: Path, quiet: bool = False) -> dict[str, str]:
+    """The metadata of a safetensors file ({} for something else when ``quiet``)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        if quiet:
+            return {}
+        raise ExportError(f"cannot read {path} (truncated or not a safetensors file): {error}") from error
+
+
+def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[DiffusionModel, RunConfig, dict[str, str]]:
+    """Rebuild the model of an exported file (checksum verified); returns model, config, metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"exported model {path} does not exist")
+    metadata = read_metadata(path)
+    if metadata.get("format") != FORMAT:
+        raise ExportError(f"{path} is not an exported ddim model (its metadata has no format={FORMAT})")
+    try:
+        config = RunConfig.from_dict(json.loads(metadata["config"]))
+    except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as error:
+        raise ExportError(f"{path}: its metadata holds no valid ddim configuration ({error})") from error
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ExportError(f"cannot read {path} (truncated or damaged): {error}") from error
+    if tensors_sha256(tensors) != metadata.get("sha256"):
+        raise ExportError(f"{path} is damaged: its weights do not match the sha256 in its metadata")
+    model = DiffusionModel(config.model)
+    network = {name.removeprefix("network."): t.float() if t.is_floating_point() else t
+               for name, t in tensors.items() if name.startswith("network.")}
+    normalizer = {name.removeprefix("normalizer."): t for name, t in tensors.items() if name.startswith("normalizer.")}
+    try:
+        model.network.load_state_dict(network, strict=True)
+        model.ema_network.load_state_dict(network, strict=True)
+        model.normalizer.load_state_dict(normalizer, strict=True)
+    except RuntimeError as error:
+        raise ExportError(f"{path} does not match the model its configuration describes: "
+                          f"{str(error).splitlines()[0]}") from error
+    return model.eval().to(device), config, metadata
+
+
+def builtin_model_path() -> Path:
+    """The built-in model's file inside the package (an :class:`ExportError` if this install lacks it)."""
+    if not BUILTIN_FILE.is_file():
+        raise ExportError(f"this ddim install has no built-in model ({BUILTIN_FILE} is missing)")
+    return BUILTIN_FILE

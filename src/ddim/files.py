@@ -1,0 +1,63 @@
+"""Writing files so that a crash or a full disk never leaves half a file under the real name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+class WriteError(OSError):
+    """A file could not be written (full disk, no permission): names the file and the reason."""
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename in it) to disk, where the platform allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's contents to disk."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; after the block it is flushed and renamed onto ``path``.
+
+    If the block fails, the temporary file is removed and ``path`` keeps its previous contents. An
+    ``OSError`` (full disk, no permission) becomes one :class:`WriteError` naming ``path``. The
+    temporary name keeps the suffix, so writers that choose a format by suffix still work.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield temporary
+        fsync_file(temporary)
+        os.replace(temporary, path)
+        fsync_dir(path.parent)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            raise WriteError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
+        raise
+
+
+def write_text(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+    return Path(path)

@@ -1,0 +1,123 @@
+"""Exported models (``ddim export``) and the built-in model (``--checkpoint pretrained``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddim.checkpoint import CheckpointError, load_model, write_checkpoint
+from ddim.cli import main
+from ddim.config import ModelConfig, RunConfig
+from ddim.export import (BUILTIN_FILE, ExportError, export_model, load_exported, read_metadata,
+                         tensors_sha256)
+from ddim.model import DiffusionModel, generate_images
+
+TINY = ModelConfig(image_size=16, widths=(8, 16), block_depth=1)
+
+
+def trained_looking_run(tmp_path: Path) -> tuple[DiffusionModel, Path]:
+    torch.manual_seed(0)
+    model = DiffusionModel(TINY)
+    with torch.no_grad():
+        for tensor in [*model.network.parameters(), *model.ema_network.parameters()]:
+            tensor.normal_(0, 0.1)
+        model.normalizer.mean.copy_(torch.tensor([0.4, 0.5, 0.3]))
+    model.ema_network.train()(torch.randn(4, 3, 16, 16), torch.rand(4, 1, 1, 1))  # moves BatchNorm statistics
+    model.ema_network.eval()
+    run = tmp_path / "run"
+    write_checkpoint(run / "checkpoints" / "step_000000014", model, RunConfig(model=TINY),
+                     {"step": 14, "history": [{"epoch": 1, "step": 7}, {"epoch": 2, "step": 14}]})
+    return model, run
+
+
+def test_export_writes_the_ema_network_in_fp16_and_every_command_samples_it(tmp_path: Path) -> None:
+    model, run = trained_looking_run(tmp_path)
+    out = tmp_path / "model.safetensors"
+    assert main(["export", "--checkpoint", str(run), "--out", str(out)]) == 0
+    metadata = read_metadata(out)
+    assert (metadata["step"], metadata["epoch"], metadata["dtype"]) == ("14", "2", "fp16")
+    assert RunConfig.from_dict(json.loads(metadata["config"])) == RunConfig(model=TINY)
+    loaded, config, found = load_model(out)
+    assert found == out and config.model == TINY
+    # the exported network is the EMA network rounded to fp16: sampling it equals sampling such a model
+    rounded = DiffusionModel(TINY)
+    rounded.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for tensor in rounded.ema_network.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    expected = generate_images(rounded, seed=5, indices=range(3), steps=4)
+    assert torch.equal(generate_images(loaded, seed=5, indices=range(3), steps=4), expected)
+    assert main(["sample", "--checkpoint", str(out), "--num", "2", "--steps", "2", "--out", str(tmp_path / "s"),
+                 "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "s").glob("image_*.png"))) == 2
+
+
+def test_a_damaged_or_foreign_export_is_refused_by_name(tmp_path: Path) -> None:
+    model, run = trained_looking_run(tmp_path)
+    out = export_model(model, RunConfig(model=TINY), tmp_path / "m.safetensors")
+    data = bytearray(out.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte inside the last tensor
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged.*sha256"):
+        load_model(damaged)
+    zeroed = tmp_path / "zeroed.safetensors"
+    zeroed.write_bytes(bytes(data[:-4096]) + bytes(4096))
+    with pytest.raises(CheckpointError, match="zeroed"):
+        load_model(zeroed)
+    with pytest.raises(ExportError, match="not an exported ddim model"):
+        load_exported(run / "checkpoints" / "step_000000014" / "model.safetensors")
+
+
+def test_non_finite_weights_are_never_exported(tmp_path: Path) -> None:
+    model, _ = trained_looking_run(tmp_path)
+    with torch.no_grad():
+        next(model.ema_network.parameters()).view(-1)[0] = 1e6  # finite in fp32, inf in fp16
+    with pytest.raises(ExportError, match="non-finite.*fp16"):
+        export_model(model, RunConfig(model=TINY), tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists() and not list(tmp_path.glob(".tmp-*"))
+    export_model(model, RunConfig(model=TINY), tmp_path / "m.safetensors", dtype="fp32")  # fp32 holds it
+
+
+# The built-in model: the shipped weights themselves.
+
+def test_the_builtin_model_is_small_loads_and_its_checksum_holds() -> None:
+    assert BUILTIN_FILE.is_file(), f"the built-in model {BUILTIN_FILE} is missing from the package"
+    assert BUILTIN_FILE.stat().st_size < 10 * 2**20
+    metadata = read_metadata(BUILTIN_FILE)
+    model, config, found = load_model("pretrained")  # verifies the sha256 on the way
+    assert found == BUILTIN_FILE and config.model == ModelConfig()  # the Keras example's 64 px U-Net
+    assert int(metadata["epoch"]) >= 1 and int(metadata["step"]) > 0
+    from safetensors.torch import load_file
+    assert tensors_sha256(load_file(str(BUILTIN_FILE))) == metadata["sha256"]
+
+
+def test_sampling_the_builtin_model_is_reproducible(tmp_path: Path) -> None:
+    args = ["sample", "--checkpoint", "pretrained", "--num", "2", "--steps", "3", "--seed", "7", "--device", "cpu"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b"), "--batch-size", "1"]) == 0
+    for name in ("image_00000.png", "image_00001.png"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_the_builtin_model_draws_flowers_not_noise(flowers_splits) -> None:
+    """KID (75 px Inception, the per-epoch protocol) of 16 samples is far below that of 16 noise images."""
+    from ddim.metrics.distances import polynomial_mmd
+    from ddim.metrics.inception import extract_features, load_inception
+
+    model, _, _ = load_model("pretrained")
+    samples = generate_images(model, seed=0, indices=range(16), steps=20)
+    noise = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    extractor = load_inception(None, 75)
+    real = extract_features(extractor, flowers_splits.validation[:400])
+    kid_samples = polynomial_mmd(real, extract_features(extractor, samples))
+    kid_noise = polynomial_mmd(real, extract_features(extractor, noise))
+    assert kid_noise > 1.0  # the check itself can tell noise from flowers
+    assert kid_samples < 0.25 * kid_noise, (kid_samples, kid_noise)
+    assert np.isfinite(kid_samples)
