@@ -11,7 +11,7 @@ import torch
 from ddim.config import CONFIG_VERSION, ConfigError, ModelConfig, RunConfig, TrainConfig
 from ddim.model import DiffusionModel
 from ddim.speed import Speed, resolve_speed
-from ddim.steps import build_optimizer
+from ddim.training_step import build_optimizer
 
 TINY = ModelConfig(image_size=16, widths=(8, 16), block_depth=1)
 

@@ -11,8 +11,8 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ddim.cli import main
-from ddim.config import ModelConfig, RunConfig, TrainConfig
-from ddim.evaluation import reference_features, seed_kid
+from ddim.config import ModelConfig
+from ddim.evaluation import seed_kid
 from ddim import evaluation as evaluation_module
 from ddim.metrics import InceptionError, fid_from_features, kid_per_batch, kid_subsets, load_inception, polynomial_mmd
 from ddim.metrics.inception import WEIGHTS_SHA1, default_weights_path, extract_features

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from conftest import TINY_TRAIN
 from ddim import checkpoint as ckpt
-from ddim import steps as steps_module
+from ddim.callbacks import Callback
+from ddim import training_step as steps_module
 from ddim.cli import main
 from ddim.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ddim.train import TrainingError, TrainingInterrupted, fit
@@ -75,7 +76,7 @@ def test_a_run_stopped_mid_epoch_and_resumed_is_bit_identical(flowers: Path, uni
     assert_same_run(uninterrupted, run_dir)
 
 
-class InterruptAt:
+class InterruptAt(Callback):
     """A callback that sends this process a signal when training reaches a step."""
 
     def __init__(self, step: int, signal_number: int) -> None:
@@ -262,3 +263,20 @@ def test_torchrun_with_two_gloo_processes_keeps_ranks_identical_and_writes_once(
     weights, state = final_state(run_dir)
     assert state["world_size"] == 2 and len(state["noise_generators"]) == 2
     assert not torch.equal(state["noise_generators"][0], state["noise_generators"][1])  # each rank its own noise
+
+
+def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    """ddim 0.1 wrote config.json without a version, its weight decay in PyTorch's meaning (lr * wd per step);
+    the training-state format is unchanged. Such a run resumes through the CLI and continues the same run."""
+    run_dir = tmp_path / "old"
+    fit(tiny_config(flowers, max_steps=5), run_dir)
+    for path in [run_dir / "config.json", *(p / ckpt.CONFIG_FILE for p in ckpt.step_checkpoints(run_dir))]:
+        config = json.loads(path.read_text())
+        del config["version"]
+        config["train"]["weight_decay"] = config["train"]["weight_decay"] / config["train"]["lr"]  # PyTorch's meaning
+        path.write_text(json.dumps(config))
+    _, old_config, _ = ckpt.load_model(run_dir)  # an old checkpoint loads for sampling too
+    assert old_config.train.weight_decay == pytest.approx(1e-4, rel=1e-12)
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0  # 2 epochs of 6
+    assert_same_run(uninterrupted, run_dir)
+    assert json.loads((run_dir / "config.json").read_text())["version"] == 2  # rewritten in today's format

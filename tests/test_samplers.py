@@ -16,7 +16,7 @@ from ddim.config import ModelConfig
 from ddim.diffusion import Schedule
 from ddim.interpolation import slerp
 from ddim.model import DiffusionModel, generate_images
-from ddim.samplers import (SAMPLERS, ImageNoise, ddim, ddim_invert, ddpm, initial_noise, network_evaluations,
+from ddim.samplers import (SAMPLERS, ImageNoise, ddim, ddim_invert, ddpm, network_evaluations,
                            steps_for_evaluations)
 
 SCHEDULE = Schedule()

@@ -12,7 +12,7 @@ from ddim.cli import main
 from ddim.config import ModelConfig, RunConfig, TrainConfig
 from ddim.model import DiffusionModel
 from ddim.speed import Speed, resolve_speed
-from ddim.steps import TrainStep, build_optimizer
+from ddim.training_step import TrainStep, build_optimizer
 
 CONFIG = RunConfig(model=ModelConfig(image_size=32, widths=(16, 32, 48), block_depth=1),
                    train=TrainConfig(batch_size=16))

@@ -19,7 +19,7 @@ from .config import ModelConfig, RunConfig, TrainConfig
 from .model import DiffusionModel
 from .samplers import ddim
 from .speed import Speed
-from .steps import TrainStep, build_optimizer
+from .training_step import TrainStep, build_optimizer
 
 
 def network_flops(config: ModelConfig, device: torch.device | str = "cpu") -> tuple[float, float]:

@@ -1,31 +1,108 @@
-"""What the training loop shows and writes besides checkpoints: progress, sample grids, history."""
+"""What the training loop shows and writes besides checkpoints: the hooks, progress, sample grids, history.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs; the others do nothing. A
+method named ``on_...`` that is not a hook is an error when the class is defined, so a misspelt hook
+can never be silently ignored. Callbacks run on rank 0 only.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
+from .checkpoint import TrainState
 from .config import RunConfig
 from .model import DiffusionModel, generate_images
 from .reports import plot_history, save_grid, write_history
 from .seeding import PLOT_NOISE, mix_seed
 from .speed import Speed
-from .train import TrainState
 
 HISTORY_FILE = "history.csv"
 PLOT_FILE = "losses.png"
 SAMPLES_DIR = "samples"
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run is about to do, given to ``on_train_start``."""
+
+    run_dir: Path
+    config: RunConfig
+    state: TrainState  # where it starts (step 0, or the resumed checkpoint's)
+    speed: Speed  # how the network runs (for callbacks that sample)
+    steps_per_epoch: int
+    total_steps: int
+    description: str  # e.g. "training on 6551 images (1638 for validation) from ...; run folder ...; ..."
+    notices: tuple[str, ...] = ()  # things a user must hear even without progress output (skipped images)
+
+
+class Callback:
+    """Hooks at the loop's edges; each does nothing unless overridden."""
+
+    HOOKS = ("on_train_start", "on_epoch_start", "on_log", "on_epoch_end", "on_train_end")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = [name for name in vars(cls) if name.startswith("on_") and name not in Callback.HOOKS]
+        if unknown:
+            raise TypeError(f"{cls.__name__}.{unknown[0]} is not a training hook (hooks: {', '.join(Callback.HOOKS)})")
+
+    def on_train_start(self, info: RunInfo) -> None:
+        """Before the first step (also of a resumed run)."""
+
+    def on_epoch_start(self, epoch: int, first_step: int, steps_per_epoch: int) -> None:
+        """Before the steps of ``epoch`` (1-based); ``first_step`` > 0 when resuming inside it."""
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        """Every ``log_every`` steps: the mean losses since the last log."""
+
+    def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
+        """After the epoch's evaluation and checkpoint: its history row."""
+
+    def on_train_end(self, state: TrainState) -> None:
+        """After the last step."""
+
+
+class Callbacks(Callback):
+    """Calls each hook on every callback in order."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        for callback in callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"{callback!r} is not a ddim.callbacks.Callback")
+        self.callbacks = list(callbacks)
+
+    def on_train_start(self, info: RunInfo) -> None:
+        for callback in self.callbacks:
+            callback.on_train_start(info)
+
+    def on_epoch_start(self, epoch: int, first_step: int, steps_per_epoch: int) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_start(epoch, first_step, steps_per_epoch)
+
+    def on_log(self, step: int, metrics: dict[str, float]) -> None:
+        for callback in self.callbacks:
+            callback.on_log(step, metrics)
+
+    def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch, row, model, state)
+
+    def on_train_end(self, state: TrainState) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(state)
+
+
 def _format(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
     return " ".join(f"{key}={metrics[key]:.4f}" for key in keys if key in metrics)
 
 
-class ProgressBar:
-    """A tqdm bar per epoch with the running losses, and a one-line summary when the epoch ends."""
+class ProgressBar(Callback):
+    """What the run is about, a tqdm bar per epoch with the running losses, and a line per epoch."""
 
     def __init__(self, file: Any = None, enabled: bool = True) -> None:
         self.file = file or sys.stderr
@@ -33,9 +110,13 @@ class ProgressBar:
         self.bar: tqdm | None = None
         self.epochs = 0
 
-    def on_train_start(self, run_dir: Path, config: RunConfig, state: TrainState, steps_per_epoch: int) -> None:
-        self.epochs = config.train.epochs
-        self.steps_per_epoch = steps_per_epoch
+    def on_train_start(self, info: RunInfo) -> None:
+        self.epochs = info.config.train.epochs
+        self.steps_per_epoch = info.steps_per_epoch
+        for notice in info.notices:  # shown even with the bar off
+            print(f"ddim: {notice}", file=self.file)
+        if self.enabled:
+            print(f"ddim: {info.description}", file=self.file)
 
     def on_epoch_start(self, epoch: int, first_step: int, steps_per_epoch: int) -> None:
         self.bar = tqdm(total=steps_per_epoch, initial=first_step, desc=f"epoch {epoch}/{self.epochs}",
@@ -57,13 +138,12 @@ class ProgressBar:
             tqdm.write(line, file=self.file)
 
 
-class SampleGrid:
+class SampleGrid(Callback):
     """After every epoch, a grid from the EMA network, always from the same starting noise."""
 
-    def __init__(self, run_dir: Path, config: RunConfig, speed: Speed | None = None) -> None:
-        self.folder = Path(run_dir) / SAMPLES_DIR
-        self.config = config
-        self.speed = speed
+    def on_train_start(self, info: RunInfo) -> None:
+        self.folder = info.run_dir / SAMPLES_DIR
+        self.config, self.speed = info.config, info.speed
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         train = self.config.train
@@ -74,11 +154,11 @@ class SampleGrid:
         save_grid(images, self.folder / f"epoch_{epoch:04d}.png")
 
 
-class HistoryWriter:
+class HistoryWriter(Callback):
     """The per-epoch history as CSV and its plot, rewritten after every epoch (so an interrupted run has both)."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
+    def on_train_start(self, info: RunInfo) -> None:
+        self.run_dir = info.run_dir
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         write_history(state.history, self.run_dir / HISTORY_FILE)

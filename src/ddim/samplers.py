@@ -17,7 +17,7 @@ from .diffusion import Denoiser, Schedule
 from .seeding import generator
 
 #: ``callback(step_index, noisy_images, pred_images)``, called once per step after its prediction.
-Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
+StepCallback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 class ImageNoise:
@@ -70,7 +70,7 @@ Update = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Rates, Rates], torc
 
 
 def _walk(denoiser: Denoiser, initial_noise: torch.Tensor, steps: int, schedule: Schedule,
-          callback: Callback | None, update: Update) -> torch.Tensor:
+          callback: StepCallback | None, update: Update) -> torch.Tensor:
     """The loop every sampler shares: at each t, predict (eps_hat, x0_hat), then ``update`` to t_next.
 
     The last step only predicts: its x0_hat is the result (the seed's DDIM discards x at t = 0).
@@ -89,7 +89,7 @@ def _walk(denoiser: Denoiser, initial_noise: torch.Tensor, steps: int, schedule:
 
 @torch.no_grad()
 def ddim(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule, eta: float = 0.0,
-         noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+         noise: ImageNoise | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq. 12); ``eta = 0`` is the seed's deterministic sampler, 1 is DDPM-like.
 
     Each step predicts x0_hat and eps_hat at t and moves to t_next:
@@ -114,7 +114,7 @@ def ddim(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedul
 
 @torch.no_grad()
 def ddpm(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule,
-         noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+         noise: ImageNoise | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020): draw x_next from the posterior q(x_next | x_t, x0_hat).
 
     With a = s^2 / s'^2 the step's signal retention and beta = 1 - a (eqs. 6-7):
@@ -142,7 +142,7 @@ def _log_snr_halves(rates: Rates) -> torch.Tensor:
 
 @torch.no_grad()
 def dpmpp_2m(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule,
-             noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+             noise: ImageNoise | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2): multistep second order in the data prediction.
 
     With h = lambda' - lambda: x_next = (n' / n) x_t - s' (exp(-h) - 1) D, where D = x0_hat on the
@@ -166,7 +166,7 @@ def dpmpp_2m(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, sch
 
 @torch.no_grad()
 def heun(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule,
-         noise: ImageNoise | None = None, callback: Callback | None = None) -> torch.Tensor:
+         noise: ImageNoise | None = None, callback: StepCallback | None = None) -> torch.Tensor:
     """Heun's second-order method on the probability-flow ODE (Karras et al. 2022, Algorithm 1).
 
     In the scaled variable y = x / s with sigma = n / s, dy/dsigma = eps_hat: an Euler step to
@@ -188,7 +188,7 @@ def heun(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedul
 
 @torch.no_grad()
 def ddim_invert(denoiser: Denoiser, images: torch.Tensor, *, steps: int, schedule: Schedule,
-                callback: Callback | None = None) -> torch.Tensor:
+                callback: StepCallback | None = None) -> torch.Tensor:
     """Deterministic DDIM inversion: clean (normalised) images -> the latents that :func:`ddim` maps back.
 
     Walks the seed's grid upwards: the image is placed at the last sampling time t = 1/steps with the
@@ -226,4 +226,3 @@ def steps_for_evaluations(sampler: str, evaluations: int) -> int | None:
 
 #: name -> sampler; all share the signature ``(denoiser, initial_noise, *, steps, schedule, noise, callback)``.
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddim": ddim, "ddpm": ddpm, "dpmpp-2m": dpmpp_2m, "heun": heun}
-STOCHASTIC = ("ddpm",)  # ddim is stochastic only with eta > 0

@@ -1,23 +1,43 @@
-"""The speed levers, chosen once per run: bf16 autocast, channels-last memory, torch.compile.
+"""Where and how the network runs: the device, and the speed levers chosen once per run.
 
-The same training and sampling code runs with every lever on or off (nanoGPT's habit: a
-``nullcontext`` instead of an ``if``); the straightforward eager fp32 port is ``Speed.baseline(device)``.
-Weights, optimiser state and the EMA stay in fp32 (autocast keeps fp32 master weights).
+The levers are bf16 autocast, channels-last memory, torch.compile and the fused AdamW kernel, each an
+explicit field of :class:`Speed`. The same training and sampling code runs with every lever on or off
+(nanoGPT's habit: a ``nullcontext`` instead of an ``if``); the straightforward eager fp32 port is
+``Speed.baseline(device)``. Weights, optimiser state and the EMA stay in fp32 (autocast keeps fp32
+master weights). Process-wide settings (the compiler cache folders) are set once by the command
+(:func:`use_compile_cache`), never as a side effect here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
-_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, dict[str, Any]]" = weakref.WeakKeyDictionary()
-COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
+from .config import COMPILE_MODES, PRECISIONS
+
+
+class DeviceError(ValueError):
+    """A device that is not a device name, or one this machine does not have."""
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` under torchrun -> this rank's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise DeviceError(f"--device {name!r} is not a device name (try cpu, cuda or cuda:1)") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name} was asked for, but no CUDA GPU is available")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -34,11 +54,12 @@ class Speed:
     autocast_dtype: torch.dtype | None  # None: plain fp32
     channels_last: bool
     compile_mode: str | None  # None: eager
+    fused_optimizer: bool = False  # AdamW's single-kernel implementation (same arithmetic, fewer launches)
 
     @classmethod
     def baseline(cls, device: torch.device | str) -> "Speed":
-        """The straightforward port: eager, fp32, contiguous (NCHW) tensors."""
-        return cls(torch.device(device), None, False, None)
+        """The straightforward port: eager, fp32, contiguous (NCHW) tensors, the per-tensor AdamW."""
+        return cls(torch.device(device), None, False, None, False)
 
     def autocast(self) -> ContextManager[Any]:
         """bf16 autocast on the device, or a context that does nothing."""
@@ -54,19 +75,7 @@ class Speed:
         """``torch.compile(function)`` in the chosen mode, or the function itself."""
         if self.compile_mode is None:
             return function
-        from .data.dataset import default_cache_dir
-
-        use_compile_cache(default_cache_dir())
         return torch.compile(function, mode=None if self.compile_mode == "default" else self.compile_mode)
-
-    def compiled_module(self, module: torch.nn.Module) -> Callable[..., Any]:
-        """The module compiled in the chosen mode (once per module and mode), or the module itself."""
-        if self.compile_mode is None:
-            return module
-        per_module = _COMPILED.setdefault(module, {})
-        if self.compile_mode not in per_module:
-            per_module[self.compile_mode] = self.compile(module)
-        return per_module[self.compile_mode]
 
     def describe(self) -> str:
         """A short human description, e.g. ``bf16, channels_last, compiled (reduce-overhead)``."""
@@ -77,7 +86,7 @@ class Speed:
 
 
 def resolve_speed(device: torch.device | str, precision: str = "auto", channels_last: bool = True,
-                  compile_mode: str = "auto") -> Speed:
+                  compile_mode: str = "auto", fused_optimizer: bool = True) -> Speed:
     """Speed settings for ``device``: ``auto`` picks bf16 where the hardware has it (CUDA with bf16,
     CPUs with AVX512-BF16/AMX) and compiles on CUDA only (on a CPU, measured: no gain, a minute to compile)."""
     device = torch.device(device)
@@ -94,7 +103,7 @@ def resolve_speed(device: torch.device | str, precision: str = "auto", channels_
     if compile_mode == "auto":
         compile_mode = "default" if device.type == "cuda" else "off"
     return Speed(device, torch.bfloat16 if precision == "bf16" else None, channels_last,
-                 None if compile_mode == "off" else compile_mode)
+                 None if compile_mode == "off" else compile_mode, fused_optimizer=fused_optimizer)
 
 
 def use_compile_cache(cache_dir: str | os.PathLike[str]) -> None:

@@ -10,8 +10,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .data import ImageSplits
-from .evaluation import Progress, generated_features, reference_features
-from .metrics.distances import fid_from_features, kid_per_batch, kid_subsets
+from .files import atomic_path
+from .reports import save_figure
+from .evaluation import Progress, feature_metrics, generated_features, reference_features
 from .metrics.inception import InceptionFeatures
 from .model import DiffusionModel
 from .samplers import network_evaluations, steps_for_evaluations
@@ -26,7 +27,8 @@ def sampler_label(name: str, options: dict[str, Any]) -> str:
 def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures, *,
               samplers: Sequence[tuple[str, dict[str, Any]]], evaluations: Sequence[int], num: int | None = None,
               seed: int = 0, reference: str = "validation", subsets: int = 50, subset_size: int = 1000,
-              batch_size: int = 256, speed: Speed | None = None, progress: Progress | None = None,
+              batch_size: int = 256, kid_batch_size: int = 64, speed: Speed | None = None,
+              progress: Progress | None = None,
               report: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
     """One row per (sampler, evaluations) point that the sampler can hit exactly; the same seed everywhere."""
     real, _ = reference_features(splits, reference, extractor, progress=progress)
@@ -42,23 +44,21 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
             generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
                                            sampler_options=options, batch_size=batch_size, speed=speed,
                                            progress=update)
-            kid, kid_std = kid_subsets(real, generated, subsets=subsets, subset_size=subset_size, seed=seed)
+            metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
+                                      kid_batch_size=kid_batch_size)
             row = {"sampler": sampler_label(name, options), "steps": steps,
-                   "evaluations": network_evaluations(name, steps), "kid": kid, "kid_std": kid_std,
-                   "kid_per_batch": kid_per_batch(real, generated, 64), "fid": fid_from_features(real, generated),
+                   "evaluations": network_evaluations(name, steps), **metrics,
                    "num": count, "seconds": time.perf_counter() - started}
             rows.append(row)
             if report is not None:
-                report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {kid:.4f} ± {kid_std:.4f}  "
-                       f"FID {row['fid']:.2f}")
+                report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "
+                       f"{row['kid_std']:.4f}  FID {row['fid']:.2f}")
     return rows
 
 
 def write_study(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """The study as CSV."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -87,9 +87,4 @@ def plot_study(rows: Sequence[dict[str, Any]], path: Path) -> Path:
         axis.set_ylabel(name)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -53,15 +53,14 @@ def diffusion_losses(model: DiffusionModel, images: torch.Tensor, noises: torch.
 
 
 def build_optimizer(model: DiffusionModel, config: RunConfig, speed: Speed) -> torch.optim.AdamW:
-    """AdamW over the trained network's parameters; fused into one kernel when not the baseline.
+    """AdamW over the trained network's parameters (one fused kernel when ``speed.fused_optimizer``).
 
     ``train.weight_decay`` is the Keras example's per-step decay (tensorflow-addons: ``w -= wd * w``);
     PyTorch's AdamW subtracts ``lr * weight_decay * w``, so it is given ``wd / lr``.
     """
     train = config.train
-    fused = speed != Speed.baseline(speed.device)
     return torch.optim.AdamW(model.network.parameters(), lr=train.lr, weight_decay=train.weight_decay / train.lr,
-                             eps=train.adam_epsilon, fused=fused or None)
+                             eps=train.adam_epsilon, fused=speed.fused_optimizer or None)
 
 
 class TrainStep:

@@ -25,17 +25,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ddim`` command; returns the exit status."""
     from ..checkpoint import CheckpointError
     from ..data import DataError
+    from ..data.dataset import default_cache_dir
+    from ..files import WriteError
     from ..metrics.inception import InceptionError
-    from ..train import TrainingError, TrainingInterrupted
+    from ..speed import DeviceError, use_compile_cache
+    from ..training_run import TrainingError, TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_compile_cache(default_cache_dir())  # process-wide: torch.compile's caches in ddim's cache folder
     try:
         return args.run(args.parser, args)
     except TrainingInterrupted as stop:
         print(f"ddim {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code
-    except (DataError, CheckpointError, TrainingError, InceptionError) as error:
+    except (DataError, CheckpointError, TrainingError, InceptionError, DeviceError, WriteError) as error:
         print(f"ddim {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..config import ConfigError, ModelConfig
-from ..speed import COMPILE_MODES, PRECISIONS
+from ..config import COMPILE_MODES, PRECISIONS, ConfigError, ModelConfig
 from . import options
 
 
@@ -31,9 +30,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="optimised memory layout (default: yes)")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
                         help="optimised torch.compile mode (default: auto = default on CUDA, off on CPU)")
-    parser.add_argument("--image-size", type=int, default=64, help="default: 64")
-    parser.add_argument("--widths", type=options.int_list, default=(32, 64, 96, 128), help="default: 32,64,96,128")
-    parser.add_argument("--block-depth", type=int, default=2, help="default: 2")
+    options.add_field_options(parser.add_argument_group("model options"), ModelConfig, "model",
+                              ("image_size", "widths", "block_depth"))
     parser.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
                         help="also write the measurements as JSON to OUT")
     parser.set_defaults(parser=parser, run=run)
@@ -43,12 +41,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from ..bench import format_table, run_benchmark
     from ..speed import resolve_speed
-    from ..train import resolve_device
+    from ..speed import resolve_device
 
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
     try:
-        model_config = ModelConfig(image_size=args.image_size, widths=args.widths, block_depth=args.block_depth)
+        model_config = options.config_from_args(args).model  # ModelConfig's defaults, with the options given
     except ConfigError as error:
         options.config_error(parser, error)
     device = resolve_device(args.device)

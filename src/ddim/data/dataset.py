@@ -8,9 +8,7 @@ names, sizes and modification times and the image size), so a second run skips d
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,6 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import DataConfig
+from ..files import atomic_path
 from . import flowers
 from .errors import DataError
 from .images import IMAGE_EXTENSIONS, list_images, load_images
@@ -71,17 +70,6 @@ def _fingerprint(folder: Path, files: list[Path], image_size: int) -> str:
     return digest.hexdigest()
 
 
-def _atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
-        handle.write(buffer.getvalue())
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(handle.name, path)
-
-
 def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: Path, skip_unreadable: bool,
                    progress: Callable[[str, int], Callable[[int], None]] | None) -> tuple[np.ndarray, np.ndarray, str]:
     """All ``files`` decoded (from the cache when it is current); returns images, kept indices, key."""
@@ -97,7 +85,8 @@ def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: 
     images, kept = load_images(files, image_size, skip_unreadable=skip_unreadable, progress=update)
     kept_array = np.asarray(kept, dtype=np.int64)
     try:
-        _atomic_save_npz(cache_file, images=images, kept=kept_array)
+        with atomic_path(cache_file) as temporary:
+            np.savez(temporary, images=images, kept=kept_array)
     except OSError:
         pass  # an unwritable cache only costs the next run the decoding time
     return images, kept_array, key

@@ -1,0 +1,215 @@
+"""Setting up a training run: everything :func:`ddim.train.fit` works with, built once, in one place.
+
+:func:`build_run` resolves the process group (torchrun), the device and speed levers, checks the
+batch against the processes, prepares the run folder, loads the Inception network and the images,
+builds the model, its DistributedDataParallel wrapper and the optimiser, and, for a resume, restores
+the newest readable checkpoint after checking that the configuration continues the same computation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .data import DeviceImages, ImageSplits, TrainBatches, load_splits
+from .distributed import Distributed, from_environment
+from .metrics.inception import InceptionFeatures, extract_features, load_inception
+from .model import DiffusionModel
+from .seeding import TRAINING_NOISE, generator
+from .speed import DeviceError, Speed, resolve_device, resolve_speed
+from .training_step import LOSS_NAMES, TrainStep, build_optimizer
+
+# Settings that fix what a run computes: a resume may not change them (epochs, max_steps, device,
+# logging and checkpoint cadence may change).
+RESUME_FIXED = {"data": ("split_seed", "train_fraction", "repeats", "train_images", "validation_images"),
+                "train": ("batch_size", "seed", "loss", "ema", "ema_warmup")}
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or go on (an unusable run folder, a diverged loss, a failed checkpoint)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was saved."""
+
+    def __init__(self, signal_name: str, checkpoint: Path, run_dir: Path) -> None:
+        super().__init__(f"{signal_name} received: stopped after saving {checkpoint}; "
+                         f"continue with: ddim train --resume {run_dir}")
+        self.signal_name = signal_name
+        self.exit_code = 130 if signal_name == "SIGINT" else 143
+
+
+@dataclass
+class TrainingRun:
+    """Everything the loop works with."""
+
+    config: RunConfig
+    run_dir: Path
+    distributed: Distributed
+    speed: Speed
+    splits: ImageSplits
+    model: DiffusionModel
+    optimizer: torch.optim.Optimizer
+    train_step: TrainStep
+    noise_generator: torch.Generator
+    batches: TrainBatches
+    validation: DeviceImages
+    kid_extractor: InceptionFeatures | None
+    kid_real: np.ndarray | None
+    state: ckpt.TrainState
+    epoch_totals: torch.Tensor  # sums of this epoch's losses so far (checkpointed, for an exact resume)
+    nonfinite: torch.Tensor  # set on the device when a loss is NaN or inf; read only at log/save points
+
+
+def train_speed(config: RunConfig, local_rank: int = 0) -> Speed:
+    """The speed settings a run's config asks for, on its device."""
+    train = config.train
+    try:
+        device = resolve_device(train.device, local_rank)
+    except DeviceError as error:
+        raise TrainingError(str(error)) from error
+    return resolve_speed(device, train.precision, train.channels_last, train.compile)
+
+
+def prepare_run_dir(run_dir: Path, resume: bool, distributed: Distributed = Distributed()) -> None:
+    """Create the run folder (rank 0), refusing to overwrite another run and failing early if unwritable."""
+    run_dir = Path(run_dir)
+    if distributed.is_main:
+        if not resume and (ckpt.step_checkpoints(run_dir) or (run_dir / "config.json").exists()):
+            raise TrainingError(f"run folder {run_dir} already holds a run; resume it with --resume {run_dir} "
+                                "or choose another --run-dir")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as error:
+            raise TrainingError(f"cannot write to run folder {run_dir}: {error.strerror or error}") from error
+    distributed.barrier()
+
+
+def check_resume_config(saved: RunConfig, config: RunConfig, where: Path) -> None:
+    """Refuse a resume whose configuration would change what the run computes."""
+    if saved.model != config.model:
+        changed = [k for k, v in vars(config.model).items() if getattr(saved.model, k) != v]
+        raise TrainingError(f"cannot resume {where}: the model configuration differs from the checkpoint's "
+                            f"(model.{changed[0]}: {getattr(saved.model, changed[0])!r} there, "
+                            f"{getattr(config.model, changed[0])!r} now)")
+    for section, names in RESUME_FIXED.items():
+        for name in names:
+            before, now = getattr(getattr(saved, section), name), getattr(getattr(config, section), name)
+            if before != now:
+                raise TrainingError(f"cannot resume {where}: {section}.{name} was {before!r}, now {now!r}; "
+                                    "it fixes the data order or the objective, so a resumed run could not "
+                                    "continue the same computation")
+
+
+def build_run(config: RunConfig, run_dir: Path, *, resume: bool = False, splits: ImageSplits | None = None,
+              kid_extractor: InceptionFeatures | None = None, progress: Progress | None = None) -> TrainingRun:
+    """Everything a run needs, in the order that fails fastest: settings, folder, weights files, images."""
+    train = config.train
+    distributed = from_environment()
+    speed = train_speed(config, distributed.local_rank)
+    device = speed.device
+    if train.batch_size % distributed.world_size:
+        raise TrainingError(f"--batch-size {train.batch_size} is the global batch and must be divisible by the "
+                            f"{distributed.world_size} processes")
+    prepare_run_dir(run_dir, resume, distributed)
+    if train.kid_every and kid_extractor is None:  # missing Inception weights fail now, not after an epoch
+        kid_extractor = load_inception(train.inception_weights, train.kid_image_size, device)
+    if splits is None:
+        splits = _load_images(config, distributed, progress)
+    batches = TrainBatches(splits.train, batch_size=train.batch_size, repeats=config.data.repeats, seed=train.seed,
+                           device=device, rank=distributed.rank, world_size=distributed.world_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train.seed)  # the initial weights come from the run seed alone
+        model = DiffusionModel(config.model)
+    model.normalizer.adapt(splits.train)
+    model.to(device=device, memory_format=speed.memory_format())
+    network: nn.Module = model.network
+    if distributed.enabled:
+        if _sync_batchnorm(train.batchnorm, device):
+            model.network = nn.SyncBatchNorm.convert_sync_batchnorm(model.network)
+        network = nn.parallel.DistributedDataParallel(
+            model.network, device_ids=[device.index] if device.type == "cuda" else None, **_NO_BUFFER_SYNC)
+    optimizer = build_optimizer(model, config, speed)
+    run = TrainingRun(
+        config=config, run_dir=run_dir, distributed=distributed, speed=speed, splits=splits, model=model,
+        optimizer=optimizer, train_step=TrainStep(model, optimizer, config, speed, network=network,
+                                                  distributed=distributed),
+        noise_generator=generator(train.seed, TRAINING_NOISE, distributed.rank, device=device), batches=batches,
+        validation=DeviceImages(splits.validation, device), kid_extractor=kid_extractor, kid_real=None,
+        state=ckpt.TrainState(), epoch_totals=torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=device),
+        nonfinite=torch.zeros((), dtype=torch.bool, device=device))
+    if train.kid_every and distributed.is_main:
+        run.kid_real = extract_features(kid_extractor.to(device), splits.validation)
+    if resume:
+        _restore(run)
+    if distributed.is_main:
+        config.save(run_dir / "config.json")
+    return run
+
+
+def _load_images(config: RunConfig, distributed: Distributed, progress: Progress | None) -> ImageSplits:
+    """Rank 0 decodes and caches the images first; the other ranks then read its cache."""
+    if not distributed.is_main:
+        distributed.barrier()
+    splits = load_splits(config.data, config.model.image_size, skip_unreadable=config.data.skip_unreadable,
+                         progress=progress if distributed.is_main else None)
+    if distributed.is_main:
+        distributed.barrier()
+    return splits
+
+
+# BatchNorm statistics are kept in step explicitly (SyncBatchNorm, or averaged after each step), so DDP's
+# per-forward buffer broadcast is off; torch 2.14 renamed the option.
+_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                   if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+                   else {"broadcast_buffers": False})
+
+
+def _sync_batchnorm(mode: str, device: torch.device) -> bool:
+    if mode == "sync" and device.type != "cuda":
+        raise TrainingError("--batchnorm sync needs CUDA GPUs (PyTorch's SyncBatchNorm); use --batchnorm local")
+    return mode == "sync" or (mode == "auto" and device.type == "cuda")
+
+
+def _restore(run: TrainingRun) -> None:
+    """Load the newest readable checkpoint of the run (or start afresh if it has none)."""
+    checkpoints = ckpt.step_checkpoints(run.run_dir)
+    if not checkpoints:
+        return  # interrupted before its first checkpoint: the run starts from the beginning
+    errors = []
+    for folder in reversed(checkpoints):
+        try:
+            saved, saved_config, _ = ckpt.load_model(folder, device=run.speed.device)
+            state, raw = ckpt.read_training_state(folder)
+            break
+        except ckpt.CheckpointError as error:
+            errors.append(str(error))
+    else:
+        raise TrainingError(f"cannot resume {run.run_dir}: no readable checkpoint ({'; '.join(errors)})")
+    check_resume_config(saved_config, run.config, folder)
+    generators = raw["noise_generators"]
+    if len(generators) != run.distributed.world_size:
+        raise TrainingError(f"cannot resume {folder} exactly: it was written by {len(generators)} processes, this "
+                            f"run has {run.distributed.world_size}")
+    try:
+        run.model.load_state_dict(saved.state_dict(), strict=True)
+        run.optimizer.load_state_dict(raw["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise TrainingError(f"cannot resume {folder}: its training state does not fit this model "
+                            f"({str(error).splitlines()[0]})") from error
+    run.noise_generator.set_state(generators[run.distributed.rank].to(run.noise_generator.get_state().device))
+    if "epoch_totals" in raw:
+        run.epoch_totals.copy_(raw["epoch_totals"])
+    run.state = state
