@@ -38,6 +38,7 @@ class RunInfo:
     total_steps: int
     description: str  # e.g. "training on 6551 images (1638 for validation) from ...; run folder ...; ..."
     notices: tuple[str, ...] = ()  # things a user must hear even without progress output (skipped images)
+    model: DiffusionModel | None = None  # the model as it starts (the resumed checkpoint's weights)
 
 
 class Callback:
@@ -144,6 +145,16 @@ class SampleGrid(Callback):
     def on_train_start(self, info: RunInfo) -> None:
         self.folder = info.run_dir / SAMPLES_DIR
         self.config, self.speed = info.config, info.speed
+        history = info.state.history
+        # resumed from an epoch's end whose grid was never written (e.g. a full disk): draw it now
+        if history and history[-1]["step"] == info.state.step and info.model is not None:
+            epoch = int(history[-1]["epoch"])
+            if not self.path(epoch).exists():
+                self.on_epoch_end(epoch, history[-1], info.model, info.state)
+
+    def path(self, epoch: int) -> Path:
+        """The grid file of ``epoch``."""
+        return self.folder / f"epoch_{epoch:04d}.png"
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         train = self.config.train
@@ -151,7 +162,7 @@ class SampleGrid(Callback):
         images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=range(train.plot_images),
                                  steps=train.plot_steps, batch_size=train.eval_batch_size, device=device,
                                  speed=self.speed)
-        save_grid(images, self.folder / f"epoch_{epoch:04d}.png")
+        save_grid(images, self.path(epoch))
 
 
 class HistoryWriter(Callback):
@@ -159,7 +170,12 @@ class HistoryWriter(Callback):
 
     def on_train_start(self, info: RunInfo) -> None:
         self.run_dir = info.run_dir
+        if info.state.history:  # a resumed run rewrites what an interrupted write may have lost
+            self._write(info.state)
 
-    def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
+    def _write(self, state: TrainState) -> None:
         write_history(state.history, self.run_dir / HISTORY_FILE)
         plot_history(state.history, self.run_dir / PLOT_FILE)
+
+    def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
+        self._write(state)

@@ -14,6 +14,8 @@ a crash at any moment leaves either the previous checkpoints or the new one, nev
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -25,7 +27,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
 from .config import ConfigError, RunConfig
 from .files import fsync_dir, fsync_file
@@ -59,18 +62,50 @@ def step_dir_name(step: int) -> str:
     return f"step_{step:09d}"
 
 
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """A sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first floating-point tensor holding NaN or infinity, or None."""
+    return next((name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+
+
+def save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file, serialised in memory and written with a plain file write, so that a full disk is
+    an ``OSError`` (safetensors' own ``save_file`` reports it as a ``SafetensorError``)."""
+    Path(path).write_bytes(safetensors_bytes(tensors, metadata=metadata))
+
+
 def write_checkpoint(folder: Path, model: DiffusionModel, config: RunConfig,
                      training_state: dict[str, Any] | None = None) -> Path:
-    """Atomically write a checkpoint folder at ``folder`` (replacing one that is there); returns it."""
+    """Atomically write a checkpoint folder at ``folder`` (replacing one that is there); returns it.
+
+    The weights' metadata carries their sha256 and the model configuration, both checked at every load.
+    Non-finite weights are refused: a checkpoint is always one that can be sampled and resumed.
+    """
     folder = Path(folder)
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    bad = non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"refusing to write {folder}: the weights hold NaN or infinity ({bad})")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
     try:
-        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-        save_file(tensors, staging / WEIGHTS_FILE, metadata={"format": FORMAT, "format_version": FORMAT_VERSION})
+        metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "sha256": tensors_sha256(tensors),
+                    "model_config": json.dumps(config.to_dict()["model"])}
+        save_file(tensors, staging / WEIGHTS_FILE, metadata=metadata)
         (staging / CONFIG_FILE).write_text(config.to_json())  # the folder as a whole is renamed into place
         if training_state is not None:
-            torch.save(training_state, staging / STATE_FILE)
+            buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: serialise in memory first
+            torch.save(training_state, buffer)
+            (staging / STATE_FILE).write_bytes(buffer.getvalue())
         for path in staging.iterdir():
             fsync_file(path)
         fsync_dir(staging)
@@ -138,11 +173,11 @@ def resolve_checkpoint(path: Path) -> Path:
     return checkpoints[-1]
 
 
-def read_config(checkpoint: Path) -> RunConfig:
-    """The run configuration stored in a checkpoint folder."""
+def read_config(checkpoint: Path, complete: bool = True) -> RunConfig:
+    """The run configuration stored in a checkpoint folder (every field present, unless not ``complete``)."""
     config_path = Path(checkpoint) / CONFIG_FILE
     try:
-        return RunConfig.from_dict(json.loads(config_path.read_text()))
+        return RunConfig.from_dict(json.loads(config_path.read_text()), complete=complete)
     except FileNotFoundError as error:
         raise CheckpointError(f"checkpoint {checkpoint} has no {CONFIG_FILE}") from error
     except (json.JSONDecodeError, ConfigError, TypeError) as error:
@@ -163,7 +198,7 @@ def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Di
         model, config, _ = _exported_or_error(lambda: export.load_exported(Path(path), device))
         return model, config, Path(path)
     checkpoint = resolve_checkpoint(path)
-    config = read_config(checkpoint)
+    config = read_config(checkpoint, complete=False)  # first: does it describe these weights at all?
     weights_path = checkpoint / WEIGHTS_FILE
     try:
         with safe_open(str(weights_path), framework="pt") as handle:
@@ -173,13 +208,33 @@ def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Di
         raise CheckpointError(f"cannot read {weights_path} (truncated or not a safetensors file): {error}") from error
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{weights_path} is not a ddim checkpoint (its metadata has no format=ddim)")
+    _check_weights(weights_path, tensors, metadata, config)
     model = DiffusionModel(config.model)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"{weights_path} does not match the model its {CONFIG_FILE} describes: "
                               f"{str(error).splitlines()[0]}") from error
+    read_config(checkpoint)  # then: a missing field would silently take today's default
     return model.to(device), config, checkpoint
+
+
+def _check_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], config: RunConfig) -> None:
+    """The weights' checksum, finiteness and agreement with the configuration (checkpoints of ddim 0.1
+    carry no checksum or model configuration in their metadata: those two checks need them)."""
+    if "sha256" in metadata and tensors_sha256(tensors) != metadata["sha256"]:
+        raise CheckpointError(f"{path} is damaged: its weights do not match the sha256 in its metadata")
+    bad = non_finite(tensors)
+    if bad is not None:
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({bad}); use an earlier checkpoint")
+    if "model_config" in metadata:
+        written = json.loads(metadata["model_config"])
+        now = config.to_dict()["model"]
+        changed = sorted(key for key in set(written) | set(now) if written.get(key) != now.get(key))
+        if changed:
+            raise CheckpointError(f"{path} does not match the model its {CONFIG_FILE} describes: model."
+                                  f"{changed[0]} is {now.get(changed[0])!r} there, {written.get(changed[0])!r} "
+                                  "when the weights were written")
 
 
 def _exported_or_error(load):
@@ -192,11 +247,12 @@ def _exported_or_error(load):
 
 
 def training_state_dict(state: TrainState, optimizer: torch.optim.Optimizer, noise_generators: list[torch.Tensor],
-                        epoch_totals: torch.Tensor) -> dict[str, Any]:
+                        epoch_totals: torch.Tensor, data_fingerprint: str) -> dict[str, Any]:
     """The contents of ``training_state.pt``: everything besides the weights that an exact resume needs."""
     return {"step": state.step, "history": state.history, "best_kid": state.best_kid,
             "optimizer": optimizer.state_dict(), "noise_generators": noise_generators,
-            "epoch_totals": epoch_totals.detach().cpu(), "world_size": len(noise_generators)}
+            "epoch_totals": epoch_totals.detach().cpu(), "world_size": len(noise_generators),
+            "data_fingerprint": data_fingerprint}
 
 
 def read_training_state(checkpoint: Path) -> tuple[TrainState, dict[str, Any]]:

@@ -248,8 +248,12 @@ class RunConfig:
         return {"version": CONFIG_VERSION, **json.loads(json.dumps(dataclasses.asdict(self)))}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        """Rebuild a config from :meth:`to_dict`'s output (or an older version's); unknown keys are an error."""
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> "RunConfig":
+        """Rebuild a config from :meth:`to_dict`'s output (or an older version's); unknown keys are an error.
+
+        ``complete``: every section and field must be present (a checkpoint's config: a missing field would
+        silently take today's default, e.g. a velocity model sampled as a noise model).
+        """
         if not isinstance(data, dict):
             raise ConfigError("config", "must be an object of sections (model, data, train), "
                               f"got {type(data).__name__}")
@@ -267,6 +271,10 @@ class RunConfig:
             extra = set(values) - known
             if extra:
                 raise ConfigError(f"{name}.{sorted(extra)[0]}", "unknown configuration field")
+            missing = [field_name for field_name in known if field_name not in values]
+            if complete and missing:
+                raise ConfigError(f"{name}.{sorted(missing)[0]}", "is missing (a checkpoint's configuration must "
+                                  "name every field)")
             try:
                 kwargs[name] = section_cls(**values)
             except ConfigError as error:  # name the section too: model.widths, train.lr

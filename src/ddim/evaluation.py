@@ -18,6 +18,7 @@ import numpy as np
 
 from .data import ImageSplits
 from .data.dataset import default_cache_dir
+from .data.generated import read_generated  # noqa: F401  (``ddim evaluate --generated`` reads through it)
 from .distributed import Distributed
 from .files import atomic_path
 from .metrics.distances import fid_from_features, kid_per_batch, kid_subsets
@@ -103,33 +104,6 @@ def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, n
         if progress is not None:
             progress(len(images))
     return np.concatenate(chunks)
-
-
-def read_generated(paths: list[Path]) -> np.ndarray:
-    """uint8 images (N, H, W, 3) from folders of image files and/or .npz files holding ``images``."""
-    from PIL import Image
-
-    from .data import DataError
-    from .data.images import list_images
-
-    parts = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            files = list_images(path)
-            if not files:
-                raise DataError(f"no images found in {path}")
-            parts.append(np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files]))
-        elif path.suffix == ".npz" and path.is_file():
-            with np.load(path) as archive:
-                if "images" not in archive:
-                    raise DataError(f"{path} holds no 'images' array")
-                parts.append(np.asarray(archive["images"]))
-        else:
-            raise DataError(f"{path} is neither a folder of images nor an .npz file")
-    images = np.concatenate(parts)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or images.shape[1] != images.shape[2]:
-        raise DataError(f"generated images must be square uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-    return images
 
 
 def evaluate_images(generated: np.ndarray, splits: ImageSplits, extractor: InceptionFeatures,

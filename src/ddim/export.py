@@ -9,15 +9,15 @@ network and EMA network both hold the exported weights, ready for every sampler 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from .checkpoint import non_finite, save_file, tensors_sha256
 from .config import ConfigError, RunConfig
 from .files import atomic_path
 from .model import DiffusionModel
@@ -31,16 +31,6 @@ DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 
 class ExportError(RuntimeError):
     """An exported model that cannot be written or read (missing, damaged, foreign, non-finite)."""
-
-
-def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
-    """A sha256 over every tensor's name, dtype, shape and bytes, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def export_model(model: DiffusionModel, config: RunConfig, out: Path, *, dtype: str = "fp16",
@@ -57,9 +47,9 @@ def export_model(model: DiffusionModel, config: RunConfig, out: Path, *, dtype: 
         tensors[f"network.{name}"] = (tensor.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor).contiguous()
     for name, tensor in model.normalizer.state_dict().items():
         tensors[f"normalizer.{name}"] = tensor.detach().cpu().float().contiguous()
-    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if bad:
-        raise ExportError(f"refusing to export non-finite weights ({bad[0]}"
+    bad = non_finite(tensors)
+    if bad is not None:
+        raise ExportError(f"refusing to export non-finite weights ({bad}"
                           f"{' after conversion to ' + dtype if dtype != 'fp32' else ''})")
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config.to_dict()),
                 "dtype": dtype, "sha256": tensors_sha256(tensors),
@@ -94,7 +84,7 @@ def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[Diffu
     if metadata.get("format") != FORMAT:
         raise ExportError(f"{path} is not an exported ddim model (its metadata has no format={FORMAT})")
     try:
-        config = RunConfig.from_dict(json.loads(metadata["config"]))
+        config = RunConfig.from_dict(json.loads(metadata["config"]), complete=True)
     except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as error:
         raise ExportError(f"{path}: its metadata holds no valid ddim configuration ({error})") from error
     try:
@@ -103,6 +93,8 @@ def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[Diffu
         raise ExportError(f"cannot read {path} (truncated or damaged): {error}") from error
     if tensors_sha256(tensors) != metadata.get("sha256"):
         raise ExportError(f"{path} is damaged: its weights do not match the sha256 in its metadata")
+    if non_finite(tensors) is not None:
+        raise ExportError(f"{path} holds NaN or infinite weights ({non_finite(tensors)})")
     model = DiffusionModel(config.model)
     network = {name.removeprefix("network."): t.float() if t.is_floating_point() else t
                for name, t in tensors.items() if name.startswith("network.")}

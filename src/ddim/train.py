@@ -25,7 +25,7 @@ from .checkpoint import TrainState
 from .config import RunConfig
 from .data import ImageSplits
 from .evaluation import seed_kid
-from .files import write_text
+from .files import WriteError, write_text
 from .metrics.inception import InceptionFeatures
 from .model import DiffusionModel
 from .seeding import EVALUATION, mix_seed
@@ -48,15 +48,26 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
     """
     run = build_run(config, Path(run_dir), resume=resume, splits=splits, kid_extractor=kid_extractor,
                     progress=progress)
-    hooks = Callbacks(callbacks if run.distributed.is_main else [])
+    try:
+        return _fit(run, Callbacks(callbacks if run.distributed.is_main else []))
+    except WriteError as error:  # an artefact (grid, history, plot) could not be written: the checkpoint is safe
+        raise TrainingError(f"{error}; training stopped, its checkpoints are intact: free some space and continue "
+                            f"with ddim train --resume {run.run_dir}") from error
+    finally:
+        if run.lock is not None:
+            run.lock.release()
+
+
+def _fit(run: TrainingRun, hooks: Callbacks) -> tuple[DiffusionModel, TrainState]:
+    config = run.config
     steps_per_epoch = run.batches.steps_per_epoch
     total_steps = config.train.epochs * steps_per_epoch
     if config.train.max_steps is not None:
         total_steps = min(total_steps, config.train.max_steps)
     skipped = run.splits.skipped
-    notices = (f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}",) if skipped else ()
+    notices = [f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}"] if skipped else []
     hooks.on_train_start(RunInfo(run.run_dir, config, run.state, run.speed, steps_per_epoch, total_steps,
-                                 _describe(run), notices))
+                                 _describe(run), tuple(notices + run.notices), run.model))
     with StopRequests() as stops:
         while run.state.step < total_steps:
             epoch = run.state.step // steps_per_epoch  # 0-based
@@ -168,16 +179,18 @@ def _save(run: TrainingRun, best: bool = False) -> Path:
     folder = run.run_dir / ckpt.CHECKPOINTS_DIR / ckpt.step_dir_name(run.state.step)
     failure = None
     if run.distributed.is_main:
-        state = ckpt.training_state_dict(run.state, run.optimizer, generator_states, run.epoch_totals)
+        state = ckpt.training_state_dict(run.state, run.optimizer, generator_states, run.epoch_totals,
+                                         run.data_fingerprint)
         try:
             ckpt.write_checkpoint(folder, run.model, run.config, state)
             if best:
                 ckpt.write_checkpoint(run.run_dir / ckpt.CHECKPOINTS_DIR / ckpt.BEST_NAME, run.model, run.config, state)
             ckpt.prune_checkpoints(run.run_dir, run.config.train.keep_checkpoints)
-        except OSError as error:
+        except (OSError, ckpt.CheckpointError) as error:
             previous = [p for p in ckpt.step_checkpoints(run.run_dir) if p != folder]
             kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
-            failure = f"could not write checkpoint {folder}: {error.strerror or error}; training stopped and {kept}"
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            failure = f"could not write checkpoint {folder}: {reason}; training stopped and {kept}"
     failure = run.distributed.broadcast(failure)
     if failure:
         raise TrainingError(failure)

@@ -8,10 +8,11 @@ the newest readable checkpoint after checking that the configuration continues t
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import DeviceImages, ImageSplits, TrainBatches, load_splits
 from .distributed import Distributed, from_environment
+from .files import FolderLock, FolderLocked
 from .metrics.inception import InceptionFeatures, extract_features, load_inception
 from .model import DiffusionModel
 from .seeding import TRAINING_NOISE, generator
@@ -68,6 +70,9 @@ class TrainingRun:
     state: ckpt.TrainState
     epoch_totals: torch.Tensor  # sums of this epoch's losses so far (checkpointed, for an exact resume)
     nonfinite: torch.Tensor  # set on the device when a loss is NaN or inf; read only at log/save points
+    data_fingerprint: str  # sha256 of the train and validation pixels: a resume must see the same images
+    lock: FolderLock | None  # rank 0's exclusive lock on the run folder, held until fit ends
+    notices: list[str]  # what setup must tell the user (a checkpoint it could not read, ...)
 
 
 def train_speed(config: RunConfig, local_rank: int = 0) -> Speed:
@@ -80,21 +85,32 @@ def train_speed(config: RunConfig, local_rank: int = 0) -> Speed:
     return resolve_speed(device, train.precision, train.channels_last, train.compile)
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, distributed: Distributed = Distributed()) -> None:
-    """Create the run folder (rank 0), refusing to overwrite another run and failing early if unwritable."""
+def prepare_run_dir(run_dir: Path, resume: bool, distributed: Distributed = Distributed()) -> FolderLock | None:
+    """Create and lock the run folder (rank 0), refusing another process's run, an existing run (unless
+    resuming) and an unwritable folder; returns rank 0's lock (None on other ranks)."""
     run_dir = Path(run_dir)
+    lock = None
+    failure = None
     if distributed.is_main:
-        if not resume and (ckpt.step_checkpoints(run_dir) or (run_dir / "config.json").exists()):
-            raise TrainingError(f"run folder {run_dir} already holds a run; resume it with --resume {run_dir} "
-                                "or choose another --run-dir")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
+            lock = FolderLock(run_dir).acquire()
             probe = run_dir / ".write-test"
             probe.write_text("ok")
             probe.unlink()
+            if not resume and (ckpt.step_checkpoints(run_dir) or (run_dir / "config.json").exists()):
+                failure = (f"run folder {run_dir} already holds a run; resume it with --resume {run_dir} "
+                           "or choose another --run-dir")
+        except FolderLocked as error:
+            failure = f"{error}; wait for it to finish or stop it (a run folder takes one training at a time)"
         except OSError as error:
-            raise TrainingError(f"cannot write to run folder {run_dir}: {error.strerror or error}") from error
-    distributed.barrier()
+            failure = f"cannot write to run folder {run_dir}: {error.strerror or error}"
+        if failure and lock is not None:
+            lock.release()
+    failure = distributed.broadcast(failure)
+    if failure:
+        raise TrainingError(failure)
+    return lock
 
 
 def check_resume_config(saved: RunConfig, config: RunConfig, where: Path) -> None:
@@ -119,17 +135,32 @@ def build_run(config: RunConfig, run_dir: Path, *, resume: bool = False, splits:
     train = config.train
     distributed = from_environment()
     speed = train_speed(config, distributed.local_rank)
-    device = speed.device
     if train.batch_size % distributed.world_size:
         raise TrainingError(f"--batch-size {train.batch_size} is the global batch and must be divisible by the "
                             f"{distributed.world_size} processes")
-    prepare_run_dir(run_dir, resume, distributed)
+    lock = prepare_run_dir(run_dir, resume, distributed)
+    try:
+        return _build(config, run_dir, resume, splits, kid_extractor, progress, distributed, speed, lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _build(config: RunConfig, run_dir: Path, resume: bool, splits: ImageSplits | None,
+           kid_extractor: InceptionFeatures | None, progress: Progress | None, distributed: Distributed,
+           speed: Speed, lock: FolderLock | None) -> TrainingRun:
+    train, device = config.train, speed.device
     if train.kid_every and kid_extractor is None:  # missing Inception weights fail now, not after an epoch
         kid_extractor = load_inception(train.inception_weights, train.kid_image_size, device)
     if splits is None:
         splits = _load_images(config, distributed, progress)
-    batches = TrainBatches(splits.train, batch_size=train.batch_size, repeats=config.data.repeats, seed=train.seed,
-                           device=device, rank=distributed.rank, world_size=distributed.world_size)
+    try:
+        batches = TrainBatches(splits.train, batch_size=train.batch_size, repeats=config.data.repeats,
+                               seed=train.seed, device=device, rank=distributed.rank,
+                               world_size=distributed.world_size)
+    except ValueError as error:
+        raise TrainingError(f"--batch-size {train.batch_size} is too large for this data: {error}") from error
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed)  # the initial weights come from the run seed alone
         model = DiffusionModel(config.model)
@@ -149,7 +180,8 @@ def build_run(config: RunConfig, run_dir: Path, *, resume: bool = False, splits:
         noise_generator=generator(train.seed, TRAINING_NOISE, distributed.rank, device=device), batches=batches,
         validation=DeviceImages(splits.validation, device), kid_extractor=kid_extractor, kid_real=None,
         state=ckpt.TrainState(), epoch_totals=torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=device),
-        nonfinite=torch.zeros((), dtype=torch.bool, device=device))
+        nonfinite=torch.zeros((), dtype=torch.bool, device=device), data_fingerprint=data_fingerprint(splits),
+        lock=lock, notices=[])
     if train.kid_every and distributed.is_main:
         run.kid_real = extract_features(kid_extractor.to(device), splits.validation)
     if resume:
@@ -157,6 +189,15 @@ def build_run(config: RunConfig, run_dir: Path, *, resume: bool = False, splits:
     if distributed.is_main:
         config.save(run_dir / "config.json")
     return run
+
+
+def data_fingerprint(splits: ImageSplits) -> str:
+    """sha256 of the train and validation pixels, wherever they were read from."""
+    digest = hashlib.sha256()
+    for images in (splits.train, splits.validation):
+        digest.update(f"{images.shape}|".encode())
+        digest.update(np.ascontiguousarray(images).tobytes())
+    return digest.hexdigest()
 
 
 def _load_images(config: RunConfig, distributed: Distributed, progress: Progress | None) -> ImageSplits:
@@ -184,32 +225,67 @@ def _sync_batchnorm(mode: str, device: torch.device) -> bool:
 
 
 def _restore(run: TrainingRun) -> None:
-    """Load the newest readable checkpoint of the run (or start afresh if it has none)."""
-    checkpoints = ckpt.step_checkpoints(run.run_dir)
-    if not checkpoints:
-        return  # interrupted before its first checkpoint: the run starts from the beginning
+    """Load the newest readable checkpoint of the run (or start afresh if it has none).
+
+    A checkpoint that cannot be read is moved aside (``checkpoints/unreadable-step_*``, kept for
+    inspection) and the fallback is said, so it can neither be taken for the newest one again nor
+    make pruning delete the readable ones.
+    """
     errors = []
-    for folder in reversed(checkpoints):
+    for folder in reversed(ckpt.step_checkpoints(run.run_dir)):
         try:
             saved, saved_config, _ = ckpt.load_model(folder, device=run.speed.device)
             state, raw = ckpt.read_training_state(folder)
             break
         except ckpt.CheckpointError as error:
             errors.append(str(error))
+            if run.distributed.is_main:
+                aside = folder.with_name(f"unreadable-{folder.name}")
+                for attempt in range(2, 1000):
+                    if not aside.exists():
+                        break
+                    aside = folder.with_name(f"unreadable-{folder.name}-{attempt}")
+                folder.rename(aside)
+                run.notices.append(f"checkpoint {folder.name} is unreadable ({error}); moved it to {aside} "
+                                   "and resumed from the one before")
     else:
-        raise TrainingError(f"cannot resume {run.run_dir}: no readable checkpoint ({'; '.join(errors)})")
+        if errors:
+            raise TrainingError(f"cannot resume {run.run_dir}: no readable checkpoint ({'; '.join(errors)})")
+        return  # interrupted before its first checkpoint: the run starts from the beginning
     check_resume_config(saved_config, run.config, folder)
+    if raw.get("data_fingerprint", run.data_fingerprint) != run.data_fingerprint:
+        raise TrainingError(f"cannot resume {folder}: the images of --data {run.config.data.path} are not the ones "
+                            "the run was trained on (their pixels differ); resume with the original --data")
     generators = raw["noise_generators"]
     if len(generators) != run.distributed.world_size:
         raise TrainingError(f"cannot resume {folder} exactly: it was written by {len(generators)} processes, this "
                             f"run has {run.distributed.world_size}")
-    try:
-        run.model.load_state_dict(saved.state_dict(), strict=True)
-        run.optimizer.load_state_dict(raw["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as error:
-        raise TrainingError(f"cannot resume {folder}: its training state does not fit this model "
-                            f"({str(error).splitlines()[0]})") from error
+    _check_optimizer_state(raw["optimizer"], run.optimizer, folder)
+    run.model.load_state_dict(saved.state_dict(), strict=True)  # same config, so the same tensors
+    run.optimizer.load_state_dict(raw["optimizer"])
     run.noise_generator.set_state(generators[run.distributed.rank].to(run.noise_generator.get_state().device))
     if "epoch_totals" in raw:
         run.epoch_totals.copy_(raw["epoch_totals"])
     run.state = state
+
+
+def _check_optimizer_state(saved: Any, optimizer: torch.optim.Optimizer, folder: Path) -> None:
+    """Refuse an optimiser state that does not fit this model before PyTorch sees it (it would assert or crash)."""
+    def refuse(why: str) -> None:
+        raise TrainingError(f"cannot resume {folder}: its optimiser state {why}")
+
+    groups, state = (saved.get("param_groups"), saved.get("state")) if isinstance(saved, dict) else (None, None)
+    if not isinstance(groups, list) or not isinstance(state, dict) or \
+            not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        refuse("lacks its param_groups or state")
+    saved_ids = [index for group in groups for index in group["params"]]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if len(saved_ids) != len(params):
+        refuse(f"holds {len(saved_ids)} tensors, this model has {len(params)}")
+    for index, param in zip(saved_ids, params):
+        entry = state.get(index, {})
+        if not isinstance(entry, dict):
+            refuse(f"entry {index} is a {type(entry).__name__}, not a dictionary")
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in entry and (not isinstance(entry[key], torch.Tensor) or entry[key].shape != param.shape):
+                refuse(f"{key} of tensor {index} does not have this model's shape {tuple(param.shape)}")

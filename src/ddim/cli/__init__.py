@@ -21,6 +21,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _plain_data_warnings(command: str) -> None:
+    """Show a DataWarning (e.g. upscaled images) as one ``ddim CMD: warning: ...`` line, not Python's format."""
+    import warnings
+
+    from ..data import DataWarning
+
+    python_format = getattr(warnings.formatwarning, "python_format", warnings.formatwarning)
+
+    def show(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, DataWarning):
+            return f"ddim {command}: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    show.python_format = python_format  # type: ignore[attr-defined]
+    warnings.formatwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ddim`` command; returns the exit status."""
     from ..checkpoint import CheckpointError
@@ -33,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    _plain_data_warnings(args.command)
     use_compile_cache(default_cache_dir())  # process-wide: torch.compile's caches in ddim's cache folder
     try:
         return args.run(args.parser, args)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ..config import COMPILE_MODES, PRECISIONS, ConfigError, ModelConfig
 from . import options
@@ -24,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=options.positive_int, default=3, help="alternating timed rounds (default: 3)")
     parser.add_argument("--iterations", type=options.positive_int, default=3,
                         help="training steps per round (default: 3)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    parser.add_argument("--warmup", type=options.int_between(0, 10_000), default=2, help="untimed steps first (default: 2)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="optimised precision (default: auto)")
     parser.add_argument("--channels-last", type=options.yes_no, default=True,
                         help="optimised memory layout (default: yes)")
@@ -32,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="optimised torch.compile mode (default: auto = default on CUDA, off on CPU)")
     options.add_field_options(parser.add_argument_group("model options"), ModelConfig, "model",
                               ("image_size", "widths", "block_depth"))
-    parser.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
+    parser.add_argument("--json", type=options.output_file, default=None, dest="json_out", metavar="OUT",
                         help="also write the measurements as JSON to OUT")
     parser.set_defaults(parser=parser, run=run)
 

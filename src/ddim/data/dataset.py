@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -18,11 +19,11 @@ import numpy as np
 from ..config import DataConfig
 from ..files import atomic_path
 from . import flowers
-from .errors import DataError
+from .errors import DataError, DataWarning
 from .images import IMAGE_EXTENSIONS, list_images, load_images
 
 CACHE_ENVIRONMENT_VARIABLE = "DDIM_CACHE_DIR"
-CACHE_FORMAT_VERSION = 1  # bump when preprocessing changes, so stale caches are not reused
+CACHE_FORMAT_VERSION = 2  # bump when preprocessing or the cache layout changes, so stale caches are not reused
 
 
 def default_cache_dir() -> Path:
@@ -45,6 +46,7 @@ class ImageSplits:
     layout: str  # "flowers102" or "folder"
     fingerprint: str  # identifies files, split and preprocessing (for reference-feature caches)
     skipped: tuple[str, ...] = ()  # unreadable files left out (only with skip_unreadable)
+    upscaled: int = 0  # images of train + validation smaller than the image size, so upscaled
 
 
 def resolve_data_folder(path: str, cache_dir: Path) -> Path:
@@ -71,42 +73,47 @@ def _fingerprint(folder: Path, files: list[Path], image_size: int) -> str:
 
 
 def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: Path, skip_unreadable: bool,
-                   progress: Callable[[str, int], Callable[[int], None]] | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """All ``files`` decoded (from the cache when it is current); returns images, kept indices, key."""
+                   progress: Callable[[str, int], Callable[[int], None]] | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """All ``files`` decoded (from the cache when it is current); returns images, kept indices, upscaled, key."""
     key = _fingerprint(folder, files, image_size)
     cache_file = cache_dir / "images" / f"{folder.name}-{key[:16]}-{image_size}px{'-skip' if skip_unreadable else ''}.npz"
     if cache_file.is_file():
         try:
             with np.load(cache_file) as cached:
-                return cached["images"], cached["kept"], key
+                return cached["images"], cached["kept"], cached["upscaled"], key
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
     update = progress(f"decoding {len(files)} images from {folder}", len(files)) if progress else None
-    images, kept = load_images(files, image_size, skip_unreadable=skip_unreadable, progress=update)
+    images, kept, upscaled = load_images(files, image_size, skip_unreadable=skip_unreadable, progress=update)
     kept_array = np.asarray(kept, dtype=np.int64)
     try:
         with atomic_path(cache_file) as temporary:
-            np.savez(temporary, images=images, kept=kept_array)
+            np.savez(temporary, images=images, kept=kept_array, upscaled=upscaled)
     except OSError:
         pass  # an unwritable cache only costs the next run the decoding time
-    return images, kept_array, key
+    return images, kept_array, upscaled, key
 
 
 def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = False,
                 progress: Callable[[str, int], Callable[[int], None]] | None = None) -> ImageSplits:
-    """Resolve, decode (or read from cache) and split the images that ``config.path`` names."""
+    """Resolve, decode (or read from cache) and split the images that ``config.path`` names.
+
+    Images smaller than ``image_size`` are upscaled; their number is in ``upscaled`` and said once
+    as a :class:`DataWarning`.
+    """
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     folder = resolve_data_folder(config.path, cache_dir)
     if flowers.is_flowers_layout(folder):
         index = flowers.read_index(folder)
         files = [flowers.image_path(folder, i) for i in range(1, index.labels.size + 1)]
-        images, kept, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
+        images, kept, upscaled, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
         train_ids, validation_ids = flowers.seed_split(index, config.split_seed, config.train_fraction)
         position = np.full(len(files) + 1, -1, dtype=np.int64)  # 1-based id -> row in ``images``
         position[kept + 1] = np.arange(kept.size)
         train_ids = train_ids[position[train_ids] >= 0]
         validation_ids = validation_ids[position[validation_ids] >= 0]
-        train, validation = images[position[train_ids]], images[position[validation_ids]]
+        train_rows, validation_rows = position[train_ids], position[validation_ids]
         train_labels, validation_labels = index.labels[train_ids - 1], index.labels[validation_ids - 1]
         layout = "flowers102"
     else:
@@ -114,24 +121,28 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
         if not files:
             raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
                             "or the Oxford Flowers 102 layout jpg/ + imagelabels.mat + setid.mat)")
-        images, kept, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
+        images, kept, upscaled, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
         order = np.random.default_rng(config.split_seed).permutation(kept.size)
         cut = int(round(kept.size * config.train_fraction))
-        train, validation = images[np.sort(order[:cut])], images[np.sort(order[cut:])]
+        train_rows, validation_rows = np.sort(order[:cut]), np.sort(order[cut:])
         train_labels = validation_labels = None
         layout = "folder"
     if config.train_images is not None:
-        train = train[: config.train_images]
+        train_rows = train_rows[: config.train_images]
         train_labels = None if train_labels is None else train_labels[: config.train_images]
     if config.validation_images is not None:
-        validation = validation[: config.validation_images]
+        validation_rows = validation_rows[: config.validation_images]
         validation_labels = None if validation_labels is None else validation_labels[: config.validation_images]
-    if len(train) == 0 or len(validation) == 0:
-        raise DataError(f"{folder} has too few readable images ({len(train) + len(validation)}) to split "
+    if len(train_rows) == 0 or len(validation_rows) == 0:
+        raise DataError(f"{folder} has too few readable images ({len(train_rows) + len(validation_rows)}) to split "
                         f"{config.train_fraction:.0%} / {1 - config.train_fraction:.0%}: both sides need one")
     skipped = tuple(str(files[i]) for i in sorted(set(range(len(files))) - set(kept.tolist())))
+    small = int(upscaled[train_rows].sum() + upscaled[validation_rows].sum())
+    if small:
+        warnings.warn(f"{small} of {len(train_rows) + len(validation_rows)} images from {folder} are smaller than "
+                      f"{image_size}x{image_size} px and were upscaled", DataWarning, stacklevel=2)
     split_key = hashlib.sha1(f"{key}:{config.split_seed}:{config.train_fraction}:{config.train_images}:"
                              f"{config.validation_images}".encode()).hexdigest()
-    return ImageSplits(train=train, validation=validation, train_labels=train_labels,
+    return ImageSplits(train=images[train_rows], validation=images[validation_rows], train_labels=train_labels,
                        validation_labels=validation_labels, folder=folder, layout=layout,
-                       fingerprint=split_key, skipped=skipped)
+                       fingerprint=split_key, skipped=skipped, upscaled=small)

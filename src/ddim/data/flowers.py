@@ -53,21 +53,35 @@ def _loadmat(path: Path) -> dict:
         raise DataError(f"cannot read {path}: {error}") from error
 
 
+def _id_vector(mat: dict, key: str, path: Path, allow_empty: bool = False) -> np.ndarray:
+    """The entry ``key`` of a loaded MATLAB file as int64 (N,) of numbers >= 1, or a DataError naming the file."""
+    if key not in mat:
+        raise DataError(f"{path} has no {key!r} entry")
+    array = np.asarray(mat[key])
+    numeric = np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    if not numeric or sum(n > 1 for n in array.shape) > 1 or not (array.size or allow_empty):
+        raise DataError(f"{path}: {key!r} must be a vector of numbers, got a {array.dtype} array of shape {array.shape}")
+    values = array.ravel()
+    bad = values[~np.isfinite(values) | (values != np.round(values)) | (values < 1)]
+    if bad.size:
+        raise DataError(f"{path}: {key!r} must hold whole numbers from 1 up, got {bad[0]}")
+    return values.astype(np.int64)
+
+
 def read_index(folder: Path) -> FlowersIndex:
     """Read ``imagelabels.mat`` and ``setid.mat`` and check they agree with the ``jpg/`` folder."""
-    labels_mat = _loadmat(folder / "imagelabels.mat")
-    setid_mat = _loadmat(folder / "setid.mat")
-    if "labels" not in labels_mat:
-        raise DataError(f"{folder / 'imagelabels.mat'} has no 'labels' entry")
-    labels = np.asarray(labels_mat["labels"]).ravel().astype(np.int64)
+    labels_path, setid_path = folder / "imagelabels.mat", folder / "setid.mat"
+    labels = _id_vector(_loadmat(labels_path), "labels", labels_path)
+    setid_mat = _loadmat(setid_path)
     splits = {}
     for key, name in OFFICIAL_SPLITS:
-        if key not in setid_mat:
-            raise DataError(f"{folder / 'setid.mat'} has no {key!r} entry")
-        ids = np.asarray(setid_mat[key]).ravel().astype(np.int64)
-        if ids.size and (ids.min() < 1 or ids.max() > labels.size):
-            raise DataError(f"{folder / 'setid.mat'}: {key} ids outside 1..{labels.size}")
+        ids = _id_vector(setid_mat, key, setid_path, allow_empty=True)
+        if ids.size and ids.max() > labels.size:
+            raise DataError(f"{setid_path}: {key} ids outside 1..{labels.size}")
         splits[name] = ids
+    every, counts = np.unique(np.concatenate(list(splits.values())), return_counts=True)
+    if np.any(counts > 1):
+        raise DataError(f"{setid_path}: image id {every[counts > 1][0]} is listed more than once")
     missing = [image_path(folder, i) for i in range(1, labels.size + 1) if not image_path(folder, i).is_file()]
     if missing:
         raise DataError(f"{len(missing)} of {labels.size} images listed in {folder / 'imagelabels.mat'} "

@@ -1,4 +1,9 @@
-"""Decoding and preprocessing: centre crop to the shorter side, antialiased resize, uint8 RGB."""
+"""Decoding and preprocessing: centre crop to the shorter side, antialiased resize, uint8 RGB.
+
+16-bit images are scaled to 8 bits by their real range (value / 257), never clipped to white. Images
+of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (Pillow's own warning threshold, about 89.5
+megapixels) are refused as possible decompression bombs before any pixel is decoded.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from .errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -29,33 +35,85 @@ def center_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit RGB, scaling high-bit-depth greyscale by its range instead of clipping it.
+
+    Modes ``I;16*`` are 16-bit: value / 257. Mode ``I`` (32-bit integers, e.g. from TIFF) carries no
+    bit depth, so it is taken from the data: 8-bit if no value exceeds 255, 16-bit if none exceeds
+    65535, otherwise scaled so the maximum is 255; negative values become 0. 16-bit RGB(A) files
+    already arrive as 8-bit RGB(A) from Pillow (the high byte of each value).
+    """
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image).astype(np.float32)
+        peak = float(values.max(initial=0))
+        if image.mode.startswith("I;16") or 255 < peak <= 65535:
+            scale = 257.0
+        else:
+            scale = max(peak / 255.0, 1.0)  # 8-bit values as they are; wider ones to the maximum
+        image = Image.fromarray(np.clip(np.rint(values / scale), 0, 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def open_checked(path: Path) -> Image.Image:
+    """``Image.open(path)``, refused (DataError naming the file) above ``Image.MAX_IMAGE_PIXELS`` pixels.
+
+    Only the header has been read at this point, so a decompression bomb is never decoded.
+    """
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise DataError(f"cannot read image {path}: it declares too many pixels, a possible "
+                        f"decompression bomb ({error})") from error
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and image.width * image.height > limit:
+        image.close()
+        raise DataError(f"cannot read image {path}: {image.width}x{image.height} is more than {limit} pixels, "
+                        "a possible decompression bomb")
+    return image
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """One whole image as uint8 (H, W, 3), or a DataError naming the file."""
+    try:
+        with open_checked(path) as image:
+            return np.asarray(to_rgb(image), dtype=np.uint8)
+    except READ_ERRORS as error:
+        raise DataError(f"cannot read image {path}: {error}") from error
+
+
+def decode(path: Path, image_size: int) -> tuple[np.ndarray, bool]:
+    """One image as uint8 (image_size, image_size, 3) and whether it had to be upscaled."""
+    try:
+        with open_checked(path) as image:
+            image = to_rgb(image)
+            square = image.crop(center_crop_box(*image.size))  # as tf.image.crop_to_bounding_box
+            resized = square.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            return np.asarray(resized, dtype=np.uint8), square.width < image_size
+    except READ_ERRORS as error:
+        raise DataError(f"cannot read image {path}: {error}") from error
+
+
 def load_image(path: Path, image_size: int) -> np.ndarray:
     """One image as uint8 (image_size, image_size, 3): centre crop, then bilinear antialiased resize.
 
     PIL's bilinear filter widens its support when it downscales, which is the triangle-filter
     antialiasing of ``tf.image.resize(..., antialias=True)`` that the seed uses.
     """
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            square = image.crop(center_crop_box(*image.size))  # as tf.image.crop_to_bounding_box
-            resized = square.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return np.asarray(resized, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from error
+    return decode(path, image_size)[0]
 
 
 def load_images(paths: Sequence[Path], image_size: int, *, skip_unreadable: bool = False,
                 progress: Callable[[int], None] | None = None, workers: int = 4
-                ) -> tuple[np.ndarray, list[int]]:
-    """Decode and preprocess ``paths`` in parallel; returns ``(uint8 (N, S, S, 3), kept indices)``.
+                ) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """Decode and preprocess ``paths`` in parallel; returns ``(uint8 (N, S, S, 3), kept indices, upscaled)``.
 
-    An unreadable image raises :class:`DataError` naming the file, unless ``skip_unreadable``, in
-    which case it is left out and its index is missing from the kept list.
+    ``upscaled`` is a bool (N,) array marking the kept images smaller than ``image_size``. An
+    unreadable image raises :class:`DataError` naming the file, unless ``skip_unreadable``, in which
+    case it is left out and its index is missing from the kept list.
     """
-    def load_one(path: Path) -> np.ndarray | None:
+    def load_one(path: Path) -> tuple[np.ndarray, bool] | None:
         try:
-            return load_image(path, image_size)
+            return decode(path, image_size)
         except DataError:
             if skip_unreadable:
                 return None
@@ -66,7 +124,8 @@ def load_images(paths: Sequence[Path], image_size: int, *, skip_unreadable: bool
 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL releases the GIL while decoding
         results = list(pool.map(load_one, paths))
-    kept = [i for i, image in enumerate(results) if image is not None]
+    kept = [i for i, result in enumerate(results) if result is not None]
+    upscaled = np.array([results[i][1] for i in kept], dtype=bool)
     if not kept:
-        return np.zeros((0, image_size, image_size, 3), dtype=np.uint8), kept
-    return np.stack([results[i] for i in kept]), kept
+        return np.zeros((0, image_size, image_size, 3), dtype=np.uint8), kept, upscaled
+    return np.stack([results[i][0] for i in kept]), kept, upscaled

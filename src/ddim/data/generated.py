@@ -1,0 +1,77 @@
+"""``ddim evaluate --generated`` inputs: folders of image files and .npz files holding uint8 ``images``."""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import DataError
+from .images import list_images, read_rgb
+
+MIN_IMAGES = 2  # KID and FID need at least two images
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
+def _describe(images: np.ndarray) -> str:
+    return f"{images.dtype} array of shape {images.shape}"
+
+
+def read_folder(folder: Path) -> np.ndarray:
+    """All images of ``folder`` as uint8 (N, H, W, 3); a DataError names a corrupt file or a size mismatch."""
+    files = list_images(folder)
+    if not files:
+        raise DataError(f"no images found in {folder}")
+    images = []
+    for path in files:
+        image = read_rgb(path)
+        if images and image.shape != images[0].shape:
+            raise DataError(f"{folder} holds images of different sizes: {files[0].name} is "
+                            f"{images[0].shape[1]}x{images[0].shape[0]}, {path.name} is {image.shape[1]}x{image.shape[0]}")
+        images.append(image)
+    return np.stack(images)
+
+
+def read_npz(path: Path) -> np.ndarray:
+    """The ``images`` array of an .npz file, never unpickling anything; a DataError names the file."""
+    try:
+        with open(path, "rb") as handle:
+            archive = np.load(handle, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise DataError(f"{path} holds a single array, not an .npz archive with an 'images' entry")
+            with archive:
+                if "images" not in archive:
+                    raise DataError(f"{path} holds no 'images' array (it has {', '.join(archive.files) or 'none'})")
+                return archive["images"]
+    except NPZ_ERRORS as error:
+        raise DataError(f"cannot read {path} as an .npz file of uint8 'images': {error}") from error
+
+
+def read_generated(paths: Sequence[Path]) -> np.ndarray:
+    """uint8 images (N, S, S, 3), N >= 2, from folders of image files and/or .npz files holding ``images``."""
+    parts: list[tuple[Path, np.ndarray]] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            images = read_folder(path)
+        elif path.suffix.lower() == ".npz" and path.is_file():
+            images = read_npz(path)
+        elif not path.exists():
+            raise DataError(f"{path} does not exist")
+        else:
+            raise DataError(f"{path} is neither a folder of images nor an .npz file")
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+            raise DataError(f"{path}: generated images must be square uint8 (N, H, W, 3), got a {_describe(images)}")
+        if not len(images):
+            raise DataError(f"{path} holds no images")
+        if parts and images.shape[1:] != parts[0][1].shape[1:]:
+            raise DataError(f"{path} holds {images.shape[1]}x{images.shape[2]} images but {parts[0][0]} holds "
+                            f"{parts[0][1].shape[1]}x{parts[0][1].shape[2]} ones; all must have one size")
+        parts.append((path, images))
+    count = sum(len(images) for _, images in parts)
+    if count < MIN_IMAGES:
+        raise DataError(f"{' + '.join(str(path) for path, _ in parts) or 'no input'} holds {count} image(s); "
+                        f"KID and FID need at least {MIN_IMAGES}")
+    return np.concatenate([images for _, images in parts])

@@ -1,0 +1,247 @@
+"""Run-folder safety on small synthetic image folders: locks, unreadable checkpoints, config and weights
+that disagree, non-finite weights, other data on resume, a full disk, bad training states."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from conftest import write_images
+from ddim import checkpoint as ckpt
+from ddim.cli import main
+from ddim.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ddim.files import FolderLock
+from ddim.train import TrainingError, fit
+
+TINY = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "8", "--repeats", "1",
+        "--kid-every", "0", "--plot-images", "4", "--plot-steps", "2", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32 random images: 25 train (3 steps of 8 per epoch), 7 validation."""
+    folder = tmp_path_factory.mktemp("synthetic") / "images"
+    write_images(folder, 32, size=(20, 18))
+    return folder
+
+
+def config(images: Path, **train) -> RunConfig:
+    options = dict(epochs=2, batch_size=8, seed=1, device="cpu", kid_every=0, plot_images=4, plot_steps=2,
+                   checkpoint_every=1, keep_checkpoints=2, log_every=1)
+    options.update(train)
+    return RunConfig(model=ModelConfig(image_size=16, widths=(8, 16), block_depth=1),
+                     data=DataConfig(path=str(images), repeats=1), train=TrainConfig(**options))
+
+
+def test_a_second_process_on_the_same_run_folder_is_refused_with_the_holders_pid(images: Path, tmp_path: Path,
+                                                                                capsys) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from ddim.files import FolderLock; "
+                               f"lock = FolderLock({str(run_dir)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY]) == 1
+        err = capsys.readouterr().err
+        assert f"is in use by another ddim process (pid {holder.pid})" in err and "Traceback" not in err
+        assert not (run_dir / "config.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "1"]) == 0
+
+
+def test_the_lock_is_held_for_the_whole_run_and_released_after(images: Path, tmp_path: Path) -> None:
+    from ddim.callbacks import Callback
+
+    class TryLock(Callback):
+        def on_log(self, step: int, metrics: dict) -> None:
+            with pytest.raises(RuntimeError, match="in use"):
+                FolderLock(tmp_path / "run").acquire()
+            self.tried = True
+
+    probe = TryLock()
+    fit(config(images, max_steps=1), tmp_path / "run", callbacks=[probe])
+    assert probe.tried
+    FolderLock(tmp_path / "run").acquire().release()  # free again after fit returned
+
+
+def test_an_unreadable_newest_checkpoint_is_set_aside_said_and_never_costs_the_readable_ones(
+        images: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "4",
+                 "--checkpoint-every", "1", "--keep-checkpoints", "2"]) == 0
+    newest = ckpt.step_checkpoints(run_dir)[-1]
+    assert newest.name == ckpt.step_dir_name(4)
+    (newest / ckpt.WEIGHTS_FILE).write_bytes(b"damaged")  # e.g. a disk error after the write
+    capsys.readouterr()
+    # keep 2: the unreadable step 4 must not count, or the readable step 3 would be pruned too early
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "5", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "checkpoint step_000000004 is unreadable" in err and "resumed from the one before" in err
+    assert [p.name for p in ckpt.step_checkpoints(run_dir)] == [ckpt.step_dir_name(4), ckpt.step_dir_name(5)]
+    assert (run_dir / ckpt.CHECKPOINTS_DIR / "unreadable-step_000000004").is_dir()  # kept for inspection
+    for folder in ckpt.step_checkpoints(run_dir):
+        ckpt.load_model(folder)  # every kept checkpoint is readable
+    (ckpt.step_checkpoints(run_dir)[-1] / ckpt.WEIGHTS_FILE).write_bytes(b"damaged again")  # a second failure
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "6", "--no-progress"]) == 0
+    assert (run_dir / ckpt.CHECKPOINTS_DIR / "unreadable-step_000000005").is_dir()
+
+
+def test_a_checkpoint_config_that_disagrees_with_its_weights_is_refused(images: Path, tmp_path: Path) -> None:
+    fit(config(images, max_steps=1), tmp_path / "run")
+    folder = ckpt.step_checkpoints(tmp_path / "run")[-1]
+    original = (folder / ckpt.CONFIG_FILE).read_text()
+    for change, message in [(lambda c: c["model"].pop("prediction"), "model.prediction"),
+                            (lambda c: c["model"].update(image_size=32), "model.image_size is 32 there, 16 when"),
+                            (lambda c: c["model"].update(prediction="velocity"), "model.prediction is 'velocity'"),
+                            (lambda c: c["train"].pop("lr"), "train.lr: is missing")]:
+        edited = json.loads(original)
+        change(edited)
+        (folder / ckpt.CONFIG_FILE).write_text(json.dumps(edited))
+        with pytest.raises(ckpt.CheckpointError, match=message):
+            ckpt.load_model(folder)
+
+
+def test_non_finite_or_damaged_weights_are_refused_at_load_and_never_saved(images: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    fit(config(images, max_steps=1), tmp_path / "run")
+    folder = ckpt.step_checkpoints(tmp_path / "run")[-1]
+    weights = folder / ckpt.WEIGHTS_FILE
+    with safe_open(str(weights), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(str(weights))
+    name = next(n for n, t in tensors.items() if n.startswith("ema_network.") and t.is_floating_point() and t.any())
+    zeroed = dict(tensors, **{name: torch.zeros_like(tensors[name])})
+    save_file(zeroed, weights, metadata=metadata)  # zeroed bytes: caught by the checksum
+    assert main(["sample", "--checkpoint", str(folder), "--num", "1", "--steps", "1", "--out",
+                 str(tmp_path / "s")]) == 1
+    assert "damaged: its weights do not match the sha256" in capsys.readouterr().err
+    poisoned = dict(tensors, **{name: torch.full_like(tensors[name], float("nan"))})
+    save_file(poisoned, weights, metadata={k: v for k, v in metadata.items() if k != "sha256"})  # as ddim 0.1 wrote
+    assert main(["sample", "--checkpoint", str(folder), "--num", "1", "--steps", "1", "--out",
+                 str(tmp_path / "s")]) == 1
+    assert "holds NaN or infinite weights" in capsys.readouterr().err
+    from ddim.model import DiffusionModel
+
+    model = DiffusionModel(config(images).model)
+    with torch.no_grad():
+        next(model.ema_network.parameters()).fill_(float("inf"))
+    with pytest.raises(ckpt.CheckpointError, match="refusing to write .* NaN or infinity"):
+        ckpt.write_checkpoint(tmp_path / "never", model, config(images))
+    assert not (tmp_path / "never").exists()
+
+
+def test_resume_with_other_images_is_refused(images: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "2"]) == 0
+    before = (run_dir / "config.json").read_text()
+    other = tmp_path / "other"
+    write_images(other, 32, size=(20, 18), seed=7)
+    assert main(["train", "--resume", str(run_dir), "--data", str(other), "--max-steps", "4", "--no-progress"]) == 1
+    assert "are not the ones the run was trained on" in capsys.readouterr().err
+    assert (run_dir / "config.json").read_text() == before  # not rewritten
+    moved = tmp_path / "moved"
+    shutil.copytree(images, moved)  # the same images elsewhere (new mtimes): fine
+    assert main(["train", "--resume", str(run_dir), "--data", str(moved), "--max-steps", "3", "--no-progress"]) == 0
+
+
+def test_a_training_state_of_another_model_is_refused_before_the_optimiser_sees_it(images: Path,
+                                                                                  tmp_path: Path) -> None:
+    fit(config(images, max_steps=1), tmp_path / "a")
+    wider = config(images, max_steps=1)
+    wider = RunConfig(model=ModelConfig(image_size=16, widths=(8, 32), block_depth=1), data=wider.data,
+                      train=wider.train)
+    fit(wider, tmp_path / "b")
+    target = ckpt.step_checkpoints(tmp_path / "a")[-1] / ckpt.STATE_FILE
+    shutil.copyfile(ckpt.step_checkpoints(tmp_path / "b")[-1] / ckpt.STATE_FILE, target)
+    with pytest.raises(TrainingError, match="optimiser state .* does not have this model's shape"):
+        fit(config(images, max_steps=2), tmp_path / "a", resume=True)
+    torch.save({"step": 1}, target)  # missing entries
+    with pytest.raises(TrainingError, match="lacks the step, history, optimizer"):
+        fit(config(images, max_steps=2), tmp_path / "a", resume=True)
+
+
+def test_a_batch_larger_than_the_training_set_is_a_clear_error(images: Path, tmp_path: Path, capsys) -> None:
+    assert main(["train", "--data", str(images), "--run-dir", str(tmp_path / "run"),
+                 *TINY, "--batch-size", "64"]) == 1
+    err = capsys.readouterr().err
+    assert "--batch-size 64 is too large for this data" in err and "Traceback" not in err
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Temporary files or folders a failed write left behind."""
+    return [p for p in folder.rglob("*") if p.name.startswith((".tmp-", ".old-", ".trash-")) or
+            (p.is_file() and p.stat().st_size == 0 and p.name != ".lock")]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 1 MiB tmpfs (root only): a real full disk."""
+    import os
+
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tiny tmpfs needs root (CI runs as root)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_stops_training_with_one_message_and_the_run_resumes_elsewhere(images: Path, tmp_path: Path,
+                                                                                  tiny_disk: Path, capsys) -> None:
+    args = [*TINY, "--epochs", "3", "--checkpoint-every", "1"]
+    straight = tmp_path / "straight"
+    assert main(["train", "--data", str(images), "--run-dir", str(straight), *args]) == 0
+    run_dir = tiny_disk / "run"
+    capsys.readouterr()
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *args, "--keep-checkpoints", "100"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not leftovers(run_dir)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(run_dir, elsewhere)
+    assert main(["train", "--resume", str(elsewhere), "--no-progress", "--keep-checkpoints", "2"]) == 0
+    for epoch in (1, 2, 3):
+        assert (elsewhere / "samples" / f"epoch_{epoch:04d}.png").is_file()
+    assert (elsewhere / "history.csv").read_text().count("\n") == 4  # header + 3 epochs
+    a, b = (load_file(str(ckpt.step_checkpoints(r)[-1] / ckpt.WEIGHTS_FILE)) for r in (straight, elsewhere))
+    assert all(torch.equal(a[name], b[name]) for name in a)  # the same run as without the full disk
+
+
+def test_a_grid_that_cannot_be_written_stops_cleanly_and_the_resumed_run_draws_it(images: Path, tmp_path: Path,
+                                                                                 monkeypatch, capsys) -> None:
+    import errno
+
+    from ddim import reports
+
+    original = reports.save_image
+
+    def disk_full(tensor, path, **kwargs):
+        Path(path).write_bytes(b"")  # a writer that dies after creating its file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(reports, "save_image", disk_full)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "epoch_0001.png: No space left on device" in err and "ddim train --resume" in err
+    assert not leftovers(run_dir) and not (run_dir / "samples" / "epoch_0001.png").exists()
+    monkeypatch.setattr(reports, "save_image", original)
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert (run_dir / "samples" / "epoch_0001.png").is_file() and (run_dir / "samples" / "epoch_0002.png").is_file()
