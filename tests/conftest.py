@@ -33,6 +33,11 @@ def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def flowers() -> Path:
     """The real Oxford Flowers 102 folder, or a skip (a failure under CI) saying where it was looked for."""
+    return real_flowers_or_skip()
+
+
+def real_flowers_or_skip() -> Path:
+    """The real flowers folder; a skip where it is missing (a failure under CI)."""
     folder = flowers_dir()
     if not (folder / "jpg").is_dir():
         message = (f"the real Oxford Flowers 102 images are not at {folder}; set ${FLOWERS_ENVIRONMENT_VARIABLE} "

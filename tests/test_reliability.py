@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, real_flowers_or_skip, write_images
 from ddim import checkpoint as ckpt
 from ddim.callbacks import Callback
 from ddim import training_step as steps_module
@@ -28,8 +28,19 @@ from ddim.train import TrainingError, TrainingInterrupted, fit
 TIMING = {"seconds", "eval_seconds", "images_per_second"}
 
 
+@pytest.fixture(scope="module", params=["real flowers", "synthetic images"])
+def flowers(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test here runs on the real flowers and on a small synthetic folder (80 random images), so the
+    reliability logic is tested wherever the real data is missing too."""
+    if request.param == "real flowers":
+        return real_flowers_or_skip()
+    folder = tmp_path_factory.mktemp("synthetic") / "images"
+    write_images(folder, 80, size=(20, 18))
+    return folder
+
+
 def tiny_config(flowers: Path, **train) -> RunConfig:
-    """6 steps per epoch on 48 real flowers at 16 px, checkpoints every 2 steps, KID on 16 images."""
+    """6 steps per epoch on 48 images at 16 px, checkpoints every 2 steps, KID on 16 images."""
     options = dict(epochs=2, batch_size=16, seed=3, device="cpu", plot_images=4, plot_steps=2, kid_steps=2,
                    checkpoint_every=2, keep_checkpoints=3, log_every=2)
     options.update(train)
