@@ -51,7 +51,7 @@ class Workload:
 
 
 def training_workload(config: RunConfig, speed: Speed, batch_size: int, seed: int = 0) -> Workload:
-    """One optimiser step of the seed's training step at ``speed``."""
+    """One optimiser step of the Keras example's training step at ``speed``."""
     torch.manual_seed(seed)
     model = DiffusionModel(config.model)
     model.normalizer.mean.fill_(0.5)

@@ -8,6 +8,7 @@ can never be silently ignored. Callbacks run on rank 0 only.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import TrainState
 from .config import RunConfig
+from .ema import initial_share
 from .model import DiffusionModel, generate_images
 from .reports import plot_history, save_grid, write_history
 from .seeding import PLOT_NOISE, mix_seed
@@ -39,6 +41,7 @@ class RunInfo:
     description: str  # e.g. "training on 6551 images (1638 for validation) from ...; run folder ...; ..."
     notices: tuple[str, ...] = ()  # things a user must hear even without progress output (skipped images)
     model: DiffusionModel | None = None  # the model as it starts (the resumed checkpoint's weights)
+    validation_images: int = 0  # how many validation images the per-epoch KID compares with
 
 
 class Callback:
@@ -103,40 +106,54 @@ def _format(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 
 class ProgressBar(Callback):
-    """What the run is about, a tqdm bar per epoch with the running losses, and a line per epoch."""
+    """What the run is about, one bar for the whole run (its ETA included), a line per epoch, a summary."""
 
     def __init__(self, file: Any = None, enabled: bool = True) -> None:
         self.file = file or sys.stderr
         self.enabled = enabled
         self.bar: tqdm | None = None
-        self.epochs = 0
 
     def on_train_start(self, info: RunInfo) -> None:
-        self.epochs = info.config.train.epochs
-        self.steps_per_epoch = info.steps_per_epoch
+        self.info = info
+        self.first_step, self.started = info.state.step, time.perf_counter()
+        self.epochs = -(-info.total_steps // info.steps_per_epoch)  # epochs this run reaches (max-steps included)
         for notice in info.notices:  # shown even with the bar off
             print(f"ddim: {notice}", file=self.file)
         if self.enabled:
             print(f"ddim: {info.description}", file=self.file)
+        if info.state.step < info.total_steps:
+            self.bar = tqdm(total=info.total_steps, initial=info.state.step, unit="step", file=self.file,
+                            disable=not self.enabled, dynamic_ncols=True, desc=self._epoch_label(info.state.step))
 
-    def on_epoch_start(self, epoch: int, first_step: int, steps_per_epoch: int) -> None:
-        self.bar = tqdm(total=steps_per_epoch, initial=first_step, desc=f"epoch {epoch}/{self.epochs}",
-                        unit="step", file=self.file, disable=not self.enabled, leave=False, dynamic_ncols=True)
+    def _epoch_label(self, step: int) -> str:
+        return f"epoch {min(step // self.info.steps_per_epoch + 1, self.epochs)}/{self.epochs}"
 
     def on_log(self, step: int, metrics: dict[str, float]) -> None:
         if self.bar is not None:
-            self.bar.update((step - 1) % self.steps_per_epoch + 1 - self.bar.n)
+            self.bar.update(step - self.bar.n)
+            self.bar.set_description(self._epoch_label(step - 1), refresh=False)
             self.bar.set_postfix(noise_loss=f"{metrics['noise_loss']:.4f}", image_loss=f"{metrics['image_loss']:.4f}")
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
-        if self.bar is not None:
-            self.bar.close()
         train = _format(row, ("train_noise_loss", "train_image_loss"))
         val = _format(row, ("val_noise_loss", "val_image_loss", "val_kid"))
         line = (f"epoch {epoch}/{self.epochs} step {int(row['step'])}: {train} | {val} | "
                 f"{row['seconds']:.1f} s, {row['images_per_second']:.0f} img/s")
         if self.enabled:
             tqdm.write(line, file=self.file)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        run_dir, seconds = self.info.run_dir, time.perf_counter() - self.started
+        lines = [f"done: {state.step - self.first_step} steps in {seconds / 60:.1f} min (step {state.step} of "
+                 f"{self.info.total_steps})"]
+        if state.best_kid is not None:
+            lines.append(f"best validation KID {state.best_kid:.4f}: {run_dir / 'checkpoints' / 'best'}")
+        lines.append(f"next: ddim sample --checkpoint {run_dir} --num 64 --out {run_dir / 'final'}")
+        lines.append(f"      ddim evaluate --checkpoint {run_dir} --json {run_dir / 'evaluate.json'}")
+        for line in lines:
+            print(f"ddim: {line}", file=self.file)
 
 
 class SampleGrid(Callback):
@@ -162,7 +179,9 @@ class SampleGrid(Callback):
         images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=range(train.plot_images),
                                  steps=train.plot_steps, batch_size=train.eval_batch_size, device=device,
                                  speed=self.speed)
-        save_grid(images, self.path(epoch))
+        share = initial_share(train.ema, int(row["step"]), train.ema_warmup)
+        caption = f"EMA still {share:.0%} initial weights (see --ema-warmup)" if share >= 0.05 else None
+        save_grid(images, self.path(epoch), caption=caption)
 
 
 class HistoryWriter(Callback):
@@ -170,12 +189,26 @@ class HistoryWriter(Callback):
 
     def on_train_start(self, info: RunInfo) -> None:
         self.run_dir = info.run_dir
+        train = info.config.train
+        self.plot_options = {"title": f"training history of {info.run_dir.name}", "loss": train.loss,
+                             "kid_size": train.kid_image_size, "kid_num": info.validation_images,
+                             "kid_sampler": f"ddim, {train.kid_steps} steps"}
         if info.state.history:  # a resumed run rewrites what an interrupted write may have lost
             self._write(info.state)
 
     def _write(self, state: TrainState) -> None:
         write_history(state.history, self.run_dir / HISTORY_FILE)
-        plot_history(state.history, self.run_dir / PLOT_FILE)
+        plot_history(state.history, self.run_dir / PLOT_FILE, **self.plot_options)
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         self._write(state)
+
+
+def default_callbacks(progress: bool = True, tensorboard: bool = True) -> list[Callback]:
+    """What ``ddim train`` shows and writes: progress, grids, history and plot, metrics.jsonl, TensorBoard."""
+    from .monitoring import MetricsLog, TensorBoardLogger
+
+    callbacks: list[Callback] = [ProgressBar(enabled=progress), SampleGrid(), HistoryWriter(), MetricsLog()]
+    if tensorboard:
+        callbacks.append(TensorBoardLogger())
+    return callbacks

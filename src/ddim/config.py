@@ -1,4 +1,4 @@
-"""Typed configuration: every default is the seed's, every field can be overridden.
+"""Typed configuration: every default is the Keras example's, every field can be overridden.
 
 A run's configuration is written to ``config.json`` in the run folder and into every checkpoint, so
 a checkpoint alone rebuilds its model (``RunConfig.from_dict``). Each dataclass validates itself in
@@ -148,7 +148,7 @@ class TrainConfig:
     adam_epsilon: float = option(1e-7, "AdamW epsilon (Keras' value, not PyTorch's 1e-8)")
     ema: float = option(0.999, "EMA decay of the sampling network")
     ema_warmup: bool = option(False, "decay min(ema, (1+step)/(10+step)) so short runs are not dominated by the "
-                              "initial weights (not the seed's)")
+                              "initial weights (not the Keras example's)")
     loss: str = option("mae", "loss on the prediction", choices=LOSSES)
     max_steps: int | None = option(None, "stop after N optimiser steps (default: no limit)")
     seed: int = option(0, "seeds weights, data order and all noise")
@@ -170,8 +170,8 @@ class TrainConfig:
     channels_last: bool = option(True, "NHWC memory layout for the convolutions")
     batchnorm: str = option("auto", "BatchNorm under torchrun: sync (one batch over all GPUs, CUDA), local (per "
                             "process, statistics averaged); auto: sync on CUDA", choices=BATCHNORM_MODES)
-    compile: str = option("auto", "torch.compile mode; reduce-overhead uses CUDA graphs (auto: default on CUDA, off "
-                          "on CPU)", choices=COMPILE_MODES)
+    compile: str = option("auto", "torch.compile mode; reduce-overhead uses CUDA graphs; auto is default on CUDA, "
+                          "off on CPU", choices=COMPILE_MODES)
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")

@@ -1,6 +1,6 @@
 """The diffusion math as pure functions: schedule, forward noising, prediction targets, losses.
 
-Notation (DDIM, Song et al. 2021; the seed's names in brackets): a clean image x0 [images], Gaussian
+Notation (DDIM, Song et al. 2021; the Keras example's names in brackets): a clean image x0 [images], Gaussian
 noise eps [noises], signal rate sqrt(alpha_t) [signal_rates] and noise rate sqrt(1 - alpha_t)
 [noise_rates], with signal_rate**2 + noise_rate**2 = 1. The noisy image is (DDIM eq. 4)
 
@@ -42,7 +42,7 @@ def diffusion_schedule(
 
 @dataclass(frozen=True)
 class Schedule:
-    """The seed's truncated cosine schedule; ``rates(t)`` returns ``(noise_rates, signal_rates)``."""
+    """The Keras example's truncated cosine schedule; ``rates(t)`` returns ``(noise_rates, signal_rates)``."""
 
     min_signal_rate: float = 0.02
     max_signal_rate: float = 0.95
@@ -99,7 +99,7 @@ def split_prediction(
 
 
 def regression_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error (``mae``, the seed's) or mean squared error (``mse``)."""
+    """Mean absolute error (``mae``, the Keras example's) or mean squared error (``mse``)."""
     if kind == "mae":
         return F.l1_loss(prediction, target)
     if kind == "mse":

@@ -1,4 +1,4 @@
-"""Exponential moving average of a network, the seed's rule applied to every weight and statistic."""
+"""Exponential moving average of a network, the Keras example's rule applied to every weight and statistic."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _floating_state(module: nn.Module) -> list[torch.Tensor]:
 def update_ema(ema_network: nn.Module, network: nn.Module, decay: float) -> None:
     """ema = decay * ema + (1 - decay) * weights, for all parameters *and* BatchNorm statistics.
 
-    This is the seed's rule from the very first step (the Keras example loops over
+    This is the Keras example's rule from the very first step (the Keras example loops over
     ``network.weights``, which include the moving mean and variance). ``torch.optim.swa_utils.
     AveragedModel`` differs: its first update copies the weights instead of averaging them.
     Integer buffers (BatchNorm's step counter) are copied.
@@ -30,6 +30,12 @@ def update_ema(ema_network: nn.Module, network: nn.Module, decay: float) -> None
 
 
 def ema_decay(decay: float, step: int, warmup: bool) -> float:
-    """The decay for update number ``step`` (1-based): constant (the seed's) or, with ``warmup``,
+    """The decay for update number ``step`` (1-based): constant (the Keras example's) or, with ``warmup``,
     min(decay, (1 + step) / (10 + step)) so that short runs are not dominated by the initial weights."""
     return min(decay, (1 + step) / (10 + step)) if warmup else decay
+
+
+def initial_share(decay: float, steps: int, warmup: bool) -> float:
+    """How much of the EMA is still its initial copy after ``steps`` updates: decay**steps (with the warm-up
+    the product of its decays, which reaches 0 at the first step)."""
+    return 0.0 if warmup else decay ** steps

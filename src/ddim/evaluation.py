@@ -1,7 +1,7 @@
 """Evaluating a model: generated images against real ones, by KID and FID on Inception features.
 
 Two protocols:
-- the seed's, run after every training epoch: as many images as the validation set holds, 5 DDIM
+- the Keras example's, run after every training epoch: as many images as the validation set holds, 5 DDIM
   steps, features at 75 px, KID per batch of 64 averaged over batches (:func:`seed_kid`);
 - the standard one, for comparison with other systems (``ddim evaluate``): features at 299 px
   (pool3), KID as mean +- std over random subsets, and FID; generated images are quantised to 8 bits
@@ -109,7 +109,7 @@ def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, n
 def evaluate_images(generated: np.ndarray, splits: ImageSplits, extractor: InceptionFeatures,
                     settings: EvaluationSettings, *, cache_dir: Path | None = None,
                     progress: Progress | None = None) -> dict[str, Any]:
-    """KID (mean, std over subsets), the seed's per-batch KID and FID of given uint8 images vs real ones."""
+    """KID (mean, std over subsets), the Keras example's per-batch KID and FID of given uint8 images vs real ones."""
     real, cache_file = reference_features(splits, settings.reference, extractor, cache_dir=cache_dir,
                                           batch_size=settings.batch_size, progress=progress)
     update = progress(f"Inception features of {len(generated)} given images", len(generated)) if progress else None
@@ -143,7 +143,7 @@ def _metrics(real: np.ndarray, generated: np.ndarray, settings: EvaluationSettin
 def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures,
              settings: EvaluationSettings, *, cache_dir: Path | None = None, speed: Speed | None = None,
              progress: Progress | None = None) -> dict[str, Any]:
-    """KID (mean, std over subsets), the seed's per-batch KID, and FID of generated vs real images."""
+    """KID (mean, std over subsets), the Keras example's per-batch KID, and FID of generated vs real images."""
     real, cache_file = reference_features(splits, settings.reference, extractor, cache_dir=cache_dir,
                                           batch_size=settings.batch_size, progress=progress)
     num = settings.num or len(real)
@@ -157,7 +157,7 @@ def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFea
 def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features: np.ndarray | None, *, count: int,
              steps: int, seed: int, batch_size: int = 64, generation_batch_size: int = 256, speed: Speed | None = None,
              distributed: Distributed = Distributed()) -> float | None:
-    """The seed's per-epoch KID: ``count`` images generated from the same noise every call, features of the
+    """The Keras example's per-epoch KID: ``count`` images generated from the same noise every call, features of the
     float images, one unbiased estimate per batch of ``batch_size`` against ``real_features``, averaged.
 
     Under data parallelism each rank generates its share and rank 0 (which alone needs

@@ -1,4 +1,4 @@
-"""The seed's residual U-Net (Keras DDIM example), ported layer for layer.
+"""The Keras example's residual U-Net (Keras DDIM example), ported layer for layer.
 
 Keras semantics kept: Glorot-uniform conv kernels and zero biases, BatchNorm without scale or centre
 (momentum 0.99 -> PyTorch momentum 0.01, epsilon 1e-3), bilinear x2 upsampling with half-pixel
@@ -23,7 +23,7 @@ KERAS_BN_EPSILON = 1e-3
 def sinusoidal_embedding(
     noise_variances: torch.Tensor, dims: int = 32, min_frequency: float = 1.0, max_frequency: float = 1000.0
 ) -> torch.Tensor:
-    """The seed's embedding: sin and cos of 2*pi*f*x for dims/2 log-spaced f in [min, max].
+    """The Keras example's embedding: sin and cos of 2*pi*f*x for dims/2 log-spaced f in [min, max].
 
     (B, 1, 1, 1) noise variances -> (B, dims, 1, 1): sines first, then cosines.
     """

@@ -49,6 +49,6 @@ class Normalizer(nn.Module):
         return (images - mean) / std.clamp_min(KERAS_EPSILON)
 
     def denormalize(self, images: torch.Tensor) -> torch.Tensor:
-        """Standardised images -> [0, 1] images: mean + x * std, clipped (the seed's ``denormalize``)."""
+        """Standardised images -> [0, 1] images: mean + x * std, clipped (the Keras example's ``denormalize``)."""
         mean, std = self._stats(images)
         return (mean + images * std).clamp(0.0, 1.0)

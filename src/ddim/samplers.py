@@ -1,7 +1,7 @@
 """Samplers: pure functions of ``(denoiser, initial_noise, ...)`` that keep no state between calls.
 
 Every sampler has the signature ``sampler(denoiser, initial_noise, *, steps, schedule, noise=None,
-callback=None) -> images`` and walks explicit ``(t, t_next)`` pairs on the seed's continuous time
+callback=None) -> images`` and walks explicit ``(t, t_next)`` pairs on the Keras example's continuous time
 grid from t = 1 down to t = 0. Randomness comes from per-image generators (:class:`ImageNoise`), so
 image k of seed s is the same whatever the batch it is drawn in.
 """
@@ -73,7 +73,7 @@ def _walk(denoiser: Denoiser, initial_noise: torch.Tensor, steps: int, schedule:
           callback: StepCallback | None, update: Update) -> torch.Tensor:
     """The loop every sampler shares: at each t, predict (eps_hat, x0_hat), then ``update`` to t_next.
 
-    The last step only predicts: its x0_hat is the result (the seed's DDIM discards x at t = 0).
+    The last step only predicts: its x0_hat is the result (the Keras example's DDIM discards x at t = 0).
     """
     noisy_images = pred_images = initial_noise
     pairs = time_pairs(steps)
@@ -90,7 +90,7 @@ def _walk(denoiser: Denoiser, initial_noise: torch.Tensor, steps: int, schedule:
 @torch.no_grad()
 def ddim(denoiser: Denoiser, initial_noise: torch.Tensor, *, steps: int, schedule: Schedule, eta: float = 0.0,
          noise: ImageNoise | None = None, callback: StepCallback | None = None) -> torch.Tensor:
-    """DDIM (Song et al. 2021, eq. 12); ``eta = 0`` is the seed's deterministic sampler, 1 is DDPM-like.
+    """DDIM (Song et al. 2021, eq. 12); ``eta = 0`` is the Keras example's deterministic sampler, 1 is DDPM-like.
 
     Each step predicts x0_hat and eps_hat at t and moves to t_next:
     x_next = s' x0_hat + sqrt(n'^2 - sigma^2) eps_hat + sigma z, with (eq. 16)
@@ -191,7 +191,7 @@ def ddim_invert(denoiser: Denoiser, images: torch.Tensor, *, steps: int, schedul
                 callback: StepCallback | None = None) -> torch.Tensor:
     """Deterministic DDIM inversion: clean (normalised) images -> the latents that :func:`ddim` maps back.
 
-    Walks the seed's grid upwards: the image is placed at the last sampling time t = 1/steps with the
+    Walks the Keras example's grid upwards: the image is placed at the last sampling time t = 1/steps with the
     network's own noise estimate there, then each DDIM step is reversed with the prediction at the
     current point, x_up = s_up x0_hat(x) + n_up eps_hat(x) (Song et al. 2021, sec. 4.3). ``steps``
     network evaluations. With a perfect predictor, ``ddim`` of the result returns the images exactly.

@@ -11,12 +11,17 @@ import numpy as np
 
 from .data import ImageSplits
 from .files import atomic_path
-from .reports import save_figure
+from .reports import kid_label, line_style, save_figure, set_titles
 from .evaluation import Progress, feature_metrics, generated_features, reference_features
 from .metrics.inception import InceptionFeatures
 from .model import DiffusionModel
 from .samplers import network_evaluations, steps_for_evaluations
 from .speed import Speed
+
+
+#: study.csv's leading columns, in this order; other keys of the rows follow.
+STUDY_COLUMNS = ("checkpoint", "sampler", "steps", "evaluations", "kid", "kid_std", "kid_per_batch", "fid",
+                 "kid_size", "num", "num_real", "reference", "subsets", "subset_size", "seed", "seconds")
 
 
 def sampler_label(name: str, options: dict[str, Any]) -> str:
@@ -28,9 +33,13 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
               samplers: Sequence[tuple[str, dict[str, Any]]], evaluations: Sequence[int], num: int | None = None,
               seed: int = 0, reference: str = "validation", subsets: int = 50, subset_size: int = 1000,
               batch_size: int = 256, kid_batch_size: int = 64, speed: Speed | None = None,
-              progress: Progress | None = None,
-              report: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """One row per (sampler, evaluations) point that the sampler can hit exactly; the same seed everywhere."""
+              progress: Progress | None = None, report: Callable[[str], None] | None = None,
+              checkpoint: str | Path = "") -> list[dict[str, Any]]:
+    """One row per (sampler, evaluations) point that the sampler can hit exactly; the same seed everywhere.
+
+    Each row also says what was measured and how: ``checkpoint``, the Inception size (``kid_size``), the
+    images generated (``num``) and real (``num_real``), the reference set, the KID subsets and the seed.
+    """
     real, _ = reference_features(splits, reference, extractor, progress=progress)
     count = num or len(real)
     rows = []
@@ -46,9 +55,11 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
                                            progress=update)
             metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
                                       kid_batch_size=kid_batch_size)
-            row = {"sampler": sampler_label(name, options), "steps": steps,
+            row = {"checkpoint": str(checkpoint), "sampler": sampler_label(name, options), "steps": steps,
                    "evaluations": network_evaluations(name, steps), **metrics,
-                   "num": count, "seconds": time.perf_counter() - started}
+                   "kid_size": extractor.image_size, "num": count, "num_real": len(real), "reference": reference,
+                   "subsets": subsets, "subset_size": subset_size, "seed": seed,
+                   "seconds": time.perf_counter() - started}
             rows.append(row)
             if report is not None:
                 report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "
@@ -56,35 +67,82 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
     return rows
 
 
-def write_study(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """The study as CSV."""
+def write_study(rows: Sequence[dict[str, Any]], path: Path, checkpoint: str | Path | None = None) -> None:
+    """The study as CSV, :data:`STUDY_COLUMNS` first; ``checkpoint`` fills that column where a row lacks it."""
+    columns = list(STUDY_COLUMNS)
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    if checkpoint is not None:
+        rows = [{**row, "checkpoint": row.get("checkpoint") or str(checkpoint)} for row in rows]
     with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
 
-def plot_study(rows: Sequence[dict[str, Any]], path: Path) -> Path:
-    """KID (with its subset standard deviation) and FID against network evaluations, one line per sampler."""
+def study_subtitle(rows: Sequence[dict[str, Any]]) -> str:
+    """The measuring protocol the rows share: ``75 px Inception, N = 500 generated vs 1638 validation images, ...``."""
+    first = rows[0] if rows else {}
+    parts = [f"{first['kid_size']} px Inception" if first.get("kid_size") else ""]
+    if first.get("num"):
+        real = f" vs {first['num_real']} {first.get('reference', 'real')} images" if first.get("num_real") else ""
+        parts.append(f"N = {first['num']} generated{real}")
+    if first.get("subsets"):
+        parts.append(f"KID over {first['subsets']} subsets of {first['subset_size']}")
+    parts.append(f"seed {first['seed']}" if "seed" in first else "")
+    return ", ".join(part for part in parts if part)
+
+
+def plot_study(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None = None,
+               subtitle: str | None = None) -> Path:
+    """KID (with its subset standard deviation) and FID against network evaluations, one line per sampler.
+
+    ``title`` defaults to the rows' checkpoint, ``subtitle`` to their protocol (:func:`study_subtitle`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    figure, (kid_axis, fid_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for label in dict.fromkeys(row["sampler"] for row in rows):
+    first = rows[0] if rows else {}
+    figure, (kid_axis, fid_axis) = plt.subplots(1, 2, figsize=(11, 4.6))
+    for index, label in enumerate(dict.fromkeys(row["sampler"] for row in rows)):
         points = sorted((r for r in rows if r["sampler"] == label), key=lambda r: r["evaluations"])
-        x = np.array([r["evaluations"] for r in points])
-        kid = np.array([r["kid"] for r in points])
-        std = np.array([r["kid_std"] for r in points])
-        kid_axis.plot(x, kid, marker="o", markersize=3, label=label)
-        kid_axis.fill_between(x, kid - std, kid + std, alpha=0.15)
-        fid_axis.plot(x, [r["fid"] for r in points], marker="o", markersize=3, label=label)
-    for axis, name in ((kid_axis, "KID"), (fid_axis, "FID")):
+        x = np.array([r["evaluations"] for r in points], dtype=float)
+        kid = np.array([r["kid"] for r in points], dtype=float)
+        std = np.array([r.get("kid_std", 0.0) for r in points], dtype=float)
+        style = line_style(index)
+        line, = kid_axis.plot(x, kid, label=label, **style)
+        kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
+        fid_axis.plot(x, [r["fid"] for r in points], label=label, color=line.get_color(), **style)
+    evaluations = sorted({float(r["evaluations"]) for r in rows}) or [1.0]
+    for axis, name, key in ((kid_axis, "KID", "kid"), (fid_axis, "FID", "fid")):
         axis.set_xscale("log")
-        axis.set_yscale("symlog", linthresh=1e-3) if name == "KID" else axis.set_yscale("log")
+        axis.set_xlim(evaluations[0] / 1.3, evaluations[-1] * 1.3)
+        axis.xaxis.set_major_locator(FixedLocator(evaluations))  # every measured point labelled
+        axis.xaxis.set_minor_locator(NullLocator())
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        readable_value_scale(axis, [r[key] for r in rows])
         axis.set_xlabel("network evaluations per image")
-        axis.set_ylabel(name)
+        axis.set_ylabel(kid_label(first.get("kid_size"), first.get("num"), name))
+        axis.set_title(f"{name} (lower is better)")
+        axis.tick_params(labelleft=True, labelbottom=True)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend()
-    return save_figure(figure, path)
+        axis.legend(fontsize=8)
+    set_titles(figure, title or (f"sample quality of {first['checkpoint']}" if first.get("checkpoint")
+                                 else "sample quality against network evaluations"), subtitle or study_subtitle(rows))
+    return save_figure(figure, path, top=0.88)
+
+
+def readable_value_scale(axis: Any, values: Sequence[float]) -> None:
+    """A log y axis labelled 1-2-5 where the values are positive and span a decade or more, else linear (so
+    every panel has labelled ticks)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    finite = [float(v) for v in values if np.isfinite(v)]
+    if finite and min(finite) > 0 and max(finite) >= 10 * min(finite):
+        axis.set_yscale("log")
+        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.yaxis.set_minor_formatter(NullFormatter())

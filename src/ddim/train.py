@@ -24,6 +24,7 @@ from .callbacks import Callback, Callbacks, RunInfo
 from .checkpoint import TrainState
 from .config import RunConfig
 from .data import ImageSplits
+from .ema import initial_share
 from .evaluation import seed_kid
 from .files import WriteError, write_text
 from .metrics.inception import InceptionFeatures
@@ -66,8 +67,14 @@ def _fit(run: TrainingRun, hooks: Callbacks) -> tuple[DiffusionModel, TrainState
         total_steps = min(total_steps, config.train.max_steps)
     skipped = run.splits.skipped
     notices = [f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}"] if skipped else []
+    if run.splits.upscaled:
+        notices.append(f"{run.splits.upscaled} images are smaller than {config.model.image_size} px and were upscaled")
+    if run.state.step:
+        notices.append(f"resuming {run.run_dir} at step {run.state.step} of {total_steps}" if run.state.step < total_steps
+                       else f"nothing to do: the run in {run.run_dir} is complete ({run.state.step} steps)")
+    notices.extend(_ema_notice(config, total_steps))
     hooks.on_train_start(RunInfo(run.run_dir, config, run.state, run.speed, steps_per_epoch, total_steps,
-                                 _describe(run), tuple(notices + run.notices), run.model))
+                                 _describe(run), tuple(notices + run.notices), run.model, run.validation.count))
     with StopRequests() as stops:
         while run.state.step < total_steps:
             epoch = run.state.step // steps_per_epoch  # 0-based
@@ -80,6 +87,16 @@ def _fit(run: TrainingRun, hooks: Callbacks) -> tuple[DiffusionModel, TrainState
     _check_ranks_agree(run)
     hooks.on_train_end(run.state)
     return run.model, run.state
+
+
+def _ema_notice(config: RunConfig, total_steps: int) -> list[str]:
+    """One line when the run is too short for its EMA (its samples would still look like noise)."""
+    share = initial_share(config.train.ema, total_steps, config.train.ema_warmup)
+    if share < 0.05:  # about 3 / (1 - ema) steps: what the EMA needs to forget its start
+        return []
+    return [f"this run ({total_steps} steps) is too short for --ema {config.train.ema}: at its end the EMA network "
+            f"still holds {share:.0%} of its initial weights, so its grids and KID look like noise; for short runs "
+            "use --ema-warmup yes (or a lower --ema); grids of such epochs say so in their caption"]
 
 
 def _describe(run: TrainingRun) -> str:
@@ -110,6 +127,7 @@ def _train_epoch(run: TrainingRun, epoch: int, last: int, hooks: Callbacks,
     hooks.on_epoch_start(epoch + 1, first, steps_per_epoch)
     running = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=run.speed.device)
     since_log, started = 0, time.perf_counter()
+    logged_at = started
     for index in range(first, last):
         losses = run.train_step(run.batches.images(order[index]), run.noise_generator, state.step + 1)
         run.nonfinite |= ~torch.isfinite(losses).all()
@@ -122,7 +140,10 @@ def _train_epoch(run: TrainingRun, epoch: int, last: int, hooks: Callbacks,
         if at_log:
             _check_finite(run)
             values = (distributed.sum(running.clone()) / (since_log * distributed.world_size)).tolist()
-            hooks.on_log(state.step, dict(zip(LOSS_NAMES, values)))
+            now = time.perf_counter()
+            hooks.on_log(state.step, {**dict(zip(LOSS_NAMES, values)), "lr": run.optimizer.param_groups[0]["lr"],
+                                      "images_per_second": since_log * train.batch_size / max(now - logged_at, 1e-9)})
+            logged_at = now
             running.zero_()
             since_log = 0
         if not final and (at_log or not distributed.enabled) and _stop_requested(run, stops):

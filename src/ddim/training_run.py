@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .config import RunConfig
-from .data import DeviceImages, ImageSplits, TrainBatches, load_splits
+from .data import DataWarning, DeviceImages, ImageSplits, TrainBatches, load_splits
 from .distributed import Distributed, from_environment
 from .files import FolderLock, FolderLocked
 from .metrics.inception import InceptionFeatures, extract_features, load_inception
@@ -204,8 +205,10 @@ def _load_images(config: RunConfig, distributed: Distributed, progress: Progress
     """Rank 0 decodes and caches the images first; the other ranks then read its cache."""
     if not distributed.is_main:
         distributed.barrier()
-    splits = load_splits(config.data, config.model.image_size, skip_unreadable=config.data.skip_unreadable,
-                         progress=progress if distributed.is_main else None)
+    with warnings.catch_warnings():  # upscaled images are reported with the run's notices instead
+        warnings.simplefilter("ignore", DataWarning)
+        splits = load_splits(config.data, config.model.image_size, skip_unreadable=config.data.skip_unreadable,
+                             progress=progress if distributed.is_main else None)
     if distributed.is_main:
         distributed.barrier()
     return splits

@@ -1,4 +1,4 @@
-"""One training step and the validation losses: the seed's ``train_step`` and ``test_step``.
+"""One training step and the validation losses: the Keras example's ``train_step`` and ``test_step``.
 
 The loss computation is a function of its random draws (noise and times are drawn first, from an
 explicit generator), so it can be compiled; the same :class:`TrainStep` runs eager fp32 (the
@@ -35,7 +35,7 @@ def diffusion_losses(model: DiffusionModel, images: torch.Tensor, noises: torch.
     """``[loss, noise_loss, image_loss]`` for [0, 1] images noised to ``diffusion_times``.
 
     ``loss`` is what is optimised (the error on the network's prediction target); the noise and image
-    losses are the errors on the implied noise and clean image (for the seed, loss == noise_loss).
+    losses are the errors on the implied noise and clean image (for the Keras example, loss == noise_loss).
     Everything outside the network is fp32, also under autocast. ``network`` overrides the model's
     trained network (e.g. its DistributedDataParallel wrapper); ``ema`` selects the EMA network.
     """

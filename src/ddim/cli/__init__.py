@@ -13,9 +13,13 @@ COMMANDS = (train, sample, evaluate, bench, interpolate, invert, study, export)
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from .. import __version__
+
     parser = argparse.ArgumentParser(prog="ddim", description="Train denoising diffusion implicit models and "
-                                     "generate images (a PyTorch port of the Keras DDIM example).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+                                     "generate images (a PyTorch port of the Keras DDIM example).",
+                                     epilog="Run 'ddim COMMAND --help' for the options of a command.")
+    parser.add_argument("--version", action="version", version=f"ddim {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS:
         command.add_parser(commands)
     return parser
@@ -50,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # bare ``ddim``: the list of commands, on standard output
+        parser.print_help(sys.stdout)
+        return 0
     _plain_data_warnings(args.command)
     use_compile_cache(default_cache_dir())  # process-wide: torch.compile's caches in ddim's cache folder
     try:

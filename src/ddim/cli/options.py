@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 import dataclasses
+import datetime
 import json
+import sys
+import tempfile
 import types
 import typing
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 from ..config import (COMPILE_MODES, CONFIG_VERSION, PRECISIONS, ConfigError, DataConfig, ModelConfig, RunConfig,
                       TrainConfig)
@@ -64,6 +66,9 @@ def output_folder(text: str) -> Path:
     return path
 
 
+STDOUT = "-"  # ``--json -``: the JSON goes to standard output
+
+
 def output_file(text: str) -> Path:
     """An argparse type: a file path whose folder is (or can be made) writable; never a folder."""
     path = Path(text)
@@ -71,6 +76,59 @@ def output_file(text: str) -> Path:
         raise argparse.ArgumentTypeError(f"{path} is a folder, not a file")
     output_folder(str(path.parent))
     return path
+
+
+def json_output(text: str) -> Path | str:
+    """An argparse type for ``--json``: ``-`` (standard output) or an :func:`output_file`."""
+    return STDOUT if text == STDOUT else output_file(text)
+
+
+def add_json(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json OUT`` (``-``: standard output, the human-readable text then going to standard error)."""
+    parser.add_argument("--json", type=json_output, default=None, dest="json_out", metavar="OUT",
+                        help=f"also write {what} as JSON to the file OUT; '-' writes the JSON to standard output "
+                        "and the printed text to standard error")
+
+
+def human_output(args: argparse.Namespace) -> TextIO:
+    """Where a command prints for people: standard error when ``--json -`` takes standard output."""
+    return sys.stderr if getattr(args, "json_out", None) == STDOUT else sys.stdout
+
+
+def provenance() -> dict[str, str]:
+    """``ddim_version`` and a UTC ISO-8601 ``timestamp``: every JSON a command writes starts with them."""
+    from .. import __version__
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"ddim_version": __version__, "timestamp": now.isoformat(timespec="seconds")}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as strict JSON takes it: non-finite floats become null, paths and NumPy scalars plain values."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        return _plain(value.item())  # a NumPy or PyTorch scalar
+    return value
+
+
+def write_json(data: dict[str, Any], target: Path | str) -> None:
+    """``data`` with :func:`provenance` first, as strict JSON (no NaN or Infinity), to ``target`` (atomically)
+    or to standard output for ``-``."""
+    from ..files import write_text
+
+    text = json.dumps(_plain({**provenance(), **data}), indent=2, allow_nan=False) + "\n"
+    if target == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_text(Path(target), text)
 
 
 def non_negative_float(text: str) -> float:
@@ -134,11 +192,12 @@ def add_sampler(parser: argparse.ArgumentParser, default_steps: int = 20) -> Non
     """``--sampler``, ``--steps`` and ``--eta``."""
     from ..samplers import SAMPLERS
 
-    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim", help="default: ddim (the seed's)")
+    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim",
+                        help="sampling algorithm (default: ddim, the Keras example's)")
     parser.add_argument("--steps", type=sampling_steps, default=default_steps,
                         help=f"sampling steps (default: {default_steps}); heun calls the network 2 x steps - 1 times")
     parser.add_argument("--eta", type=non_negative_float, default=0.0,
-                        help="DDIM stochasticity: 0 deterministic (the seed's), 1 DDPM-like (default: 0)")
+                        help="DDIM stochasticity: 0 is deterministic (the Keras example's), 1 DDPM-like (default: 0)")
 
 
 def sampler_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:

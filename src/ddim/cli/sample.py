@@ -1,55 +1,111 @@
-"""``ddim sample``: N images and a grid from a checkpoint."""
+"""``ddim sample``: N images and a grid from a checkpoint.
+
+The output folder holds the samples (``image_00000.png`` ... or one ``samples.npz``), ``grid.png`` (the
+first images side by side) and ``sample.json`` (the settings). ``ddim evaluate --generated DIR`` leaves files
+named ``grid*.png`` out, so the folder can be evaluated as it is.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 from . import options
 
-GRID_IMAGES = 256
+GRID_IMAGES = 256  # the grid shows the first images, at most this many
+GRID_FILE = "grid.png"
+NPZ_FILE = "samples.npz"
+SETTINGS_FILE = "sample.json"
+FORMATS = ("png", "npz")
+WRITTEN = ("image_[0-9]*.png", GRID_FILE, NPZ_FILE, SETTINGS_FILE)  # what --overwrite replaces
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register this command and its options."""
     parser = commands.add_parser("sample", help="generate images from a checkpoint",
-                                 description="Generate N images (PNG files and a grid) with the EMA network. "
-                                 "Image k of seed s is the same whatever the batch size.")
+                                 description="Generate N images with the EMA network into a new or empty folder: "
+                                 f"one PNG per image (image_00000.png, ...) or one {NPZ_FILE}, plus {GRID_FILE} "
+                                 f"(the first {GRID_IMAGES} images; ddim evaluate --generated leaves grid*.png out) "
+                                 f"and {SETTINGS_FILE} (the settings). Image k of seed s is the same whatever the "
+                                 "batch size.")
     options.add_checkpoint(parser)
     parser.add_argument("--num", type=options.image_count, default=16, help="number of images (default: 16)")
     options.add_sampler(parser)
     parser.add_argument("--seed", type=options.seed, default=0, help="generation seed (default: 0)")
-    parser.add_argument("--out", type=options.output_folder, required=True, help="output folder")
+    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+                        help="output folder: new or empty, unless --overwrite is given")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty --out, first removing what an earlier ddim sample wrote there "
+                        f"(image_*.png, {GRID_FILE}, {NPZ_FILE}, {SETTINGS_FILE}); other files are kept")
+    parser.add_argument("--format", choices=FORMATS, default="png",
+                        help=f"png: one file per image; npz: one {NPZ_FILE} holding a uint8 'images' array "
+                        "(N, H, W, 3), kept in memory until written (12 KiB per 64 px image) (default: png)")
     parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
     options.add_device(parser)
     options.add_speed(parser)
+    options.add_progress(parser)
     parser.set_defaults(parser=parser, run=run)
+
+
+def _previous_outputs(out: Path) -> list[Path]:
+    """The files an earlier ``ddim sample`` wrote in ``out``."""
+    return sorted({path for pattern in WRITTEN for path in out.glob(pattern) if path.is_file()})
 
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    import numpy as np
     import torch
 
     from ..checkpoint import load_model
+    from ..data.generated import is_grid
+    from ..data.images import list_images
+    from ..files import atomic_path
     from ..model import generate_images
-    from ..reports import save_grid, save_images
+    from ..reports import save_grid, save_images, to_uint8
 
+    out = Path(args.out)
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        parser.error(f"--out {out} is not empty; choose a new or empty folder, or give --overwrite to replace the "
+                     "samples there")
     sampler_options = options.sampler_options(parser, args)
     device, speed = options.resolve_speed_args(args)
     model, config, folder = load_model(args.checkpoint, device=device)
-    out = Path(args.out)
-    shown = []  # the grid shows the first GRID_IMAGES; the rest is written batch by batch, never all held
+    for path in _previous_outputs(out) if out.is_dir() else []:  # only once the checkpoint has loaded
+        path.unlink()
+    if out.is_dir():
+        others = [path for path in list_images(out) if not is_grid(path)]
+        if others:
+            print(f"ddim sample: warning: {out} also holds {len(others)} other image file(s) (e.g. {others[0].name}); "
+                  "ddim evaluate --generated would read them with the samples", file=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    npz = args.format == "npz"
+    size = config.model.image_size
+    collected = np.empty((args.num, size, size, 3), dtype=np.uint8) if npz else None  # uint8: 3 bytes a pixel
+    progress = options.progress_factory(not args.no_progress)(
+        f"sampling {args.num} images ({args.sampler}, {args.steps} steps)", args.num)
+    shown = []  # the grid shows the first GRID_IMAGES; the rest is written (or packed as uint8) batch by batch
     for start in range(0, args.num, args.batch_size):
         indices = range(start, min(start + args.batch_size, args.num))
         images = generate_images(model, seed=args.seed, indices=indices, steps=args.steps,
                                  batch_size=args.batch_size, sampler=args.sampler, device=device, speed=speed,
-                                 **sampler_options)
-        save_images(images, out, start=start)
+                                 progress=progress, **sampler_options)
+        if collected is not None:
+            collected[start:start + len(images)] = to_uint8(images).permute(0, 2, 3, 1).numpy()
+        else:
+            save_images(images, out, start=start)
         shown.append(images[:max(0, GRID_IMAGES - start)])
-    save_grid(torch.cat(shown), out / "grid.png")
-    settings = {"checkpoint": str(folder), "num": args.num, "steps": args.steps, "seed": args.seed,
-                "sampler": args.sampler, "eta": args.eta, "speed": speed.describe()}
-    (out / "sample.json").write_text(json.dumps(settings, indent=2) + "\n")
-    print(f"wrote {args.num} images and grid.png to {out} ({args.sampler}, {args.steps} steps; checkpoint {folder})")
+    if collected is not None:
+        with atomic_path(out / NPZ_FILE) as temporary, open(temporary, "wb") as handle:
+            np.savez(handle, images=collected)
+    save_grid(torch.cat(shown), out / GRID_FILE)
+    written = NPZ_FILE if npz else f"image_00000.png ... image_{args.num - 1:05d}.png"
+    settings = {"command": "sample", "checkpoint": str(folder), "num": args.num, "steps": args.steps,
+                "seed": args.seed, "sampler": args.sampler, "eta": args.eta, "format": args.format,
+                "batch_size": args.batch_size, "image_size": size, "speed": speed.describe(), "images": written,
+                "grid": f"{GRID_FILE} (the first {min(args.num, GRID_IMAGES)} images; not a sample)"}
+    options.write_json(settings, out / SETTINGS_FILE)
+    print(f"wrote {args.num} images ({written}), {GRID_FILE} and {SETTINGS_FILE} to {out} "
+          f"({args.sampler}, {args.steps} steps; checkpoint {folder})")
     return 0

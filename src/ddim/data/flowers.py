@@ -1,4 +1,4 @@
-"""Oxford Flowers 102 (Nilsback & Zisserman 2008): the official layout, its download, the seed's split.
+"""Oxford Flowers 102 (Nilsback & Zisserman 2008): the official layout, its download, the Keras example's split.
 
 Official layout: ``jpg/image_00001.jpg`` ... ``jpg/image_08189.jpg``, ``imagelabels.mat`` (a class per
 image) and ``setid.mat`` (1-based image ids of the train / validation / test splits).
@@ -90,7 +90,7 @@ def read_index(folder: Path) -> FlowersIndex:
 
 
 def seed_split(index: FlowersIndex, split_seed: int, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """The seed's split as 1-based ids: ``train[:80%]+validation[:80%]+test[:80%]`` and the rest.
+    """The Keras example's split as 1-based ids: ``train[:80%]+validation[:80%]+test[:80%]`` and the rest.
 
     ``setid.mat`` lists each split sorted by class, so each official split is shuffled with a fixed
     seed before it is cut (as tfds slices its own shuffled order); otherwise whole classes would be
@@ -139,7 +139,9 @@ def download_flowers102(root: Path, base_url: str | None = None) -> Path:
             raise DataError(f"download of {base_url + name} failed its integrity check: md5 {actual}, "
                             f"expected {expected}; the file was removed ({error})") from error
         except OSError as error:
-            raise DataError(f"cannot download {base_url + name}: {error}") from error
+            raise DataError(f"cannot download {base_url + name}: {error}. Without internet, point --data at a "
+                            "local copy of Oxford Flowers 102 (a folder holding jpg/, imagelabels.mat and setid.mat) "
+                            "or at any folder of images") from error
     staging = root / ".unpacking"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()

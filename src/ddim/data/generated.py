@@ -1,7 +1,13 @@
-"""``ddim evaluate --generated`` inputs: folders of image files and .npz files holding uint8 ``images``."""
+"""``ddim evaluate --generated`` inputs: folders of image files and .npz files holding uint8 ``images``.
+
+A folder's files named ``grid*.png`` are left out: they are the overview grids ``ddim sample`` writes beside
+its images (``grid.png``), not samples, so ``ddim sample --out DIR`` then ``ddim evaluate --generated DIR``
+evaluates exactly the samples.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import zipfile
 import zlib
 from pathlib import Path
@@ -13,6 +19,7 @@ from .errors import DataError
 from .images import list_images, read_rgb
 
 MIN_IMAGES = 2  # KID and FID need at least two images
+GRID_PATTERN = "grid*.png"  # sample grids (``ddim sample`` writes grid.png beside the images): never samples
 NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
@@ -20,11 +27,20 @@ def _describe(images: np.ndarray) -> str:
     return f"{images.dtype} array of shape {images.shape}"
 
 
+def is_grid(path: Path) -> bool:
+    """Whether ``path`` is named like a sample grid (``grid*.png``, any case), which is not a sample."""
+    return fnmatch.fnmatch(path.name.lower(), GRID_PATTERN)
+
+
 def read_folder(folder: Path) -> np.ndarray:
-    """All images of ``folder`` as uint8 (N, H, W, 3); a DataError names a corrupt file or a size mismatch."""
-    files = list_images(folder)
+    """The images of ``folder`` as uint8 (N, H, W, 3), grids (``grid*.png``) left out; a DataError names a
+    corrupt file or a size mismatch."""
+    files = [path for path in list_images(folder) if not is_grid(path)]
     if not files:
-        raise DataError(f"no images found in {folder}")
+        hint = ""
+        if (folder / "samples.npz").is_file():
+            hint = f"; it holds samples.npz: give --generated {folder / 'samples.npz'}"
+        raise DataError(f"no images found in {folder} (sample grids, named {GRID_PATTERN}, are left out){hint}")
     images = []
     for path in files:
         image = read_rgb(path)

@@ -97,7 +97,7 @@ def load_image(path: Path, image_size: int) -> np.ndarray:
     """One image as uint8 (image_size, image_size, 3): centre crop, then bilinear antialiased resize.
 
     PIL's bilinear filter widens its support when it downscales, which is the triangle-filter
-    antialiasing of ``tf.image.resize(..., antialias=True)`` that the seed uses.
+    antialiasing of ``tf.image.resize(..., antialias=True)`` that the Keras example uses.
     """
     return decode(path, image_size)[0]
 

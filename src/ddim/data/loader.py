@@ -1,6 +1,6 @@
 """The train set resident on the device as uint8, shuffled and batched there.
 
-An epoch is the seed's: the train set repeated ``repeats`` times, shuffled, cut into batches of
+An epoch is the Keras example's: the train set repeated ``repeats`` times, shuffled, cut into batches of
 ``batch_size`` with the last partial batch dropped (6,551 x 5 // 64 = 511 steps). The order of epoch
 e depends only on (seed, e), so a resumed run sees exactly the batches it would have seen. Under
 data parallelism each rank takes its own slice of every global batch.

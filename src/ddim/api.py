@@ -1,0 +1,90 @@
+"""The Python API: load a model, generate images, train, evaluate, through the commands' own code.
+
+    import ddim
+    model = ddim.load("pretrained")
+    images = ddim.generate(model, 16, steps=20, seed=0)
+    ddim.save_grid(images, "flowers.png")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .callbacks import Callback, default_callbacks
+from .checkpoint import TrainState, load_model
+from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .model import DiffusionModel, generate_images
+from .speed import resolve_device, resolve_speed
+
+__all__ = ["load", "generate", "fit", "evaluate"]
+
+
+def load(path: str | Path = "pretrained", device: str = "cpu") -> DiffusionModel:
+    """A model from a run folder (its latest checkpoint), a checkpoint folder or file, an exported file, or
+    ``"pretrained"`` (the built-in Flowers 102 model); its :class:`RunConfig` is ``model.run_config``."""
+    model, config, source = load_model(path, device=resolve_device(device))
+    model.run_config, model.source = config, source
+    return model
+
+
+def generate(model: DiffusionModel, num: int = 16, *, steps: int = 20, sampler: str = "ddim", seed: int = 0,
+             batch_size: int = 256, **sampler_options: Any) -> torch.Tensor:
+    """``num`` images (num, 3, S, S) in [0, 1] on the CPU; image k of ``seed`` is the same whatever the batch.
+
+    ``sampler``: ddim (``eta=`` for stochastic DDIM), ddpm, dpmpp-2m or heun, as ``ddim sample --sampler``.
+    """
+    device = next(model.parameters()).device
+    return generate_images(model, seed=seed, indices=range(num), steps=steps, batch_size=batch_size,
+                           sampler=sampler, device=device, speed=resolve_speed(device), **sampler_options)
+
+
+def config_with(base: RunConfig | None = None, **values: Any) -> RunConfig:
+    """``base`` (or the defaults) with fields replaced by name, in whichever section holds them:
+    ``config_with(epochs=1, data="flowers102", widths=(16, 32))`` (``data`` is the data folder)."""
+    base = base or RunConfig()
+    sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+    changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for key, value in values.items():
+        key = "path" if key == "data" else key
+        owner = [name for name, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}]
+        if not owner:
+            raise TypeError(f"{key!r} is not a configuration field")
+        changes[owner[0]][key] = value
+    return dataclasses.replace(base, **{name: dataclasses.replace(getattr(base, name), **fields)
+                                        for name, fields in changes.items() if fields})
+
+
+def fit(run_dir: str | Path, config: RunConfig | None = None, *, resume: bool = False, progress: bool = True,
+        tensorboard: bool = True, callbacks: Sequence[Callback] = (), **values: Any) -> tuple[DiffusionModel, TrainState]:
+    """Train (or resume) a run with the artefacts of ``ddim train``: grids, history, plots, TensorBoard,
+    checkpoints. ``values`` override fields of ``config``, e.g. ``fit("runs/a", data="flowers102", epochs=5)``."""
+    from .train import fit as train_fit
+
+    config = config_with(config, **values)
+    return train_fit(config, Path(run_dir), resume=resume,
+                     callbacks=[*default_callbacks(progress=progress, tensorboard=tensorboard), *callbacks])
+
+
+def evaluate(model: DiffusionModel, data: str | Path | None = None, *, num: int | None = None, steps: int = 20,
+             sampler: str = "ddim", seed: int = 0, kid_size: int = 299, reference: str = "validation",
+             inception_weights: str | Path | None = None, **sampler_options: Any) -> dict[str, Any]:
+    """KID (mean, std over subsets) and FID of generated vs real images, as ``ddim evaluate`` reports them.
+
+    ``data``: the real images (default: the data the model was trained on, same split).
+    """
+    from .data import load_splits
+    from .evaluation import EvaluationSettings, evaluate as evaluate_model
+    from .metrics.inception import load_inception
+
+    device = next(model.parameters()).device
+    run_config = getattr(model, "run_config", None) or RunConfig(model=model.config)
+    data_config = dataclasses.replace(run_config.data, path=str(data or run_config.data.path))
+    splits = load_splits(data_config, model.config.image_size)
+    settings = EvaluationSettings(num=num, steps=steps, seed=seed, sampler=sampler, sampler_options=sampler_options,
+                                  kid_size=kid_size, reference=reference)
+    extractor = load_inception(inception_weights, kid_size, device)
+    return evaluate_model(model, splits, extractor, settings, speed=resolve_speed(device))

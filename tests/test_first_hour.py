@@ -1,0 +1,82 @@
+"""A new user's first hour: what a short run, a resume and the end of a run say, and what the loop reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import write_images
+from ddim.callbacks import Callback
+from ddim.cli import main
+from ddim.data import DataError
+from ddim.data.flowers import download_flowers102
+
+TINY = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "8", "--repeats", "1",
+        "--kid-every", "0", "--plot-images", "4", "--plot-steps", "2", "--device", "cpu", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32 random images: 25 train (3 steps of 8 per epoch), 7 validation."""
+    folder = tmp_path_factory.mktemp("synthetic") / "images"
+    write_images(folder, 32, size=(20, 18))
+    return folder
+
+
+def test_a_short_run_says_why_its_grids_look_like_noise_and_how_to_change_it(images: Path, tmp_path: Path,
+                                                                            capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "is too short for --ema 0.999" in err and "--ema-warmup yes" in err
+    assert "100% of its initial weights" in err
+    assert main(["train", "--data", str(images), "--run-dir", str(tmp_path / "warm"), *TINY, "--max-steps", "2",
+                 "--ema-warmup", "yes"]) == 0
+    assert "too short" not in capsys.readouterr().err
+
+
+def test_the_bar_respects_max_steps_and_a_resume_says_where_it_stands(images: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    common = [*TINY, "--log-every", "1"]
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *common, "--max-steps", "2",
+                 "--epochs", "50"]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "2/2" in err and "epoch 1/50" not in err and "/150" not in err
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "4"]) == 0
+    err = capsys.readouterr().err
+    assert f"resuming {run_dir} at step 2 of 4" in err and "epoch 2/2" in err
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "4"]) == 0
+    assert f"nothing to do: the run in {run_dir} is complete (4 steps)" in capsys.readouterr().err
+
+
+def test_the_end_of_a_run_summarises_it_with_the_next_commands(images: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--epochs", "1",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "done: 3 steps in" in err and "(step 3 of 3)" in err
+    assert f"next: ddim sample --checkpoint {run_dir} --num 64 --out {run_dir / 'final'}" in err
+    assert f"ddim evaluate --checkpoint {run_dir}" in err
+
+
+def test_each_log_carries_the_learning_rate_and_throughput(images: Path, tmp_path: Path) -> None:
+    from ddim import config_with
+    from ddim.train import fit
+
+    class Record(Callback):
+        logs: list = []
+
+        def on_log(self, step: int, metrics: dict) -> None:
+            self.logs.append(metrics)
+
+    config = config_with(data=str(images), image_size=16, widths=(8, 16), block_depth=1, batch_size=8, repeats=1,
+                         kid_every=0, device="cpu", max_steps=2, log_every=1, lr=3e-4)
+    fit(config, tmp_path / "run", callbacks=[Record()])
+    assert len(Record.logs) == 2
+    assert all(log["lr"] == 3e-4 and log["images_per_second"] > 0 for log in Record.logs)
+
+
+def test_an_offline_download_failure_says_how_to_use_a_local_copy(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="point --data at a local copy"):
+        download_flowers102(tmp_path / "cache", f"file://{tmp_path}/no-such-mirror/")
