@@ -33,9 +33,10 @@ for mode in default reduce-overhead; do
       --json "$R/bench$batch-$mode.json" 2>&1 | grep -v "^W" | tee -a "$R/bench.txt"
   done
 done
-# The full default recipe (per-epoch KID off: no Inception weights there; losses and grids still run).
+# The full default recipe (per-epoch KID off: no Inception weights there; losses and grids still run;
+# TensorBoard off: the package is not installed there).
 start=$(date +%s)
-timeout "$TRAIN_LIMIT" python3 -m ddim train --data "$DATA" --run-dir "$WORK/run" --kid-every 0 --no-progress \
+timeout "$TRAIN_LIMIT" python3 -m ddim train --data "$DATA" --run-dir "$WORK/run" --kid-every 0 --no-progress --no-tensorboard \
   --device "$DEVICE" $TRAIN 2>&1 | grep -v "^W" | tail -60 > "$R/train.txt"
 echo "train exit ${PIPESTATUS[0]} after $(( $(date +%s) - start )) s" | tee -a "$R/train.txt"
 cp -r "$WORK/run/history.csv" "$WORK/run/losses.png" "$WORK/run/samples" "$WORK/run/config.json" "$R/" 2>/dev/null
