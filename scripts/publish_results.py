@@ -30,12 +30,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dir", type=Path, help="a run folder (its latest checkpoint) or one of its checkpoints")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("--hardware", default="2-core CPU (no GPU), background run at nice 10")
     parser.add_argument("--builtin", choices=("yes", "no"), default="no")
     args = parser.parse_args()
-    model, config, checkpoint = load_model(args.run_dir)
+    model, config, checkpoint = load_model(args.run_dir)  # a run folder (its latest) or one checkpoint folder
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else args.run_dir
     state = load_training_state(checkpoint)
     history = state["history"]
     epoch = history[-1]["epoch"] if history else 0
@@ -43,7 +44,7 @@ def main() -> None:
     images = generate_images(model, seed=0, indices=range(64), steps=20, batch_size=64)
     save_grid(images, args.out / "samples_64.png", columns=8)
     for name in ("history.csv", "losses.png"):
-        shutil.copyfile(args.run_dir / name, args.out / name)
+        shutil.copyfile(run_dir / name, args.out / name)
     results = {
         "ddim_version": __version__, "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": checkpoint.name, "epochs_completed": int(epoch), "epochs_planned": config.train.epochs,
@@ -60,7 +61,7 @@ def main() -> None:
         portable = dataclasses.replace(config, data=dataclasses.replace(config.data, path="flowers102", cache_dir=None))
         export_model(model, portable, BUILTIN_FILE, info={"step": int(state["step"]), "epoch": int(epoch),
                                                         "source": "docs/results (the README's Results run)"})
-    print(f"published epoch {epoch} (step {state['step']}) of {args.run_dir} to {args.out}"
+    print(f"published epoch {epoch} (step {state['step']}) of {checkpoint} to {args.out}"
           + (f" and {BUILTIN_FILE}" if args.builtin == "yes" else ""))
 
 
