@@ -85,3 +85,16 @@ def tiny_run(flowers: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "--train-images", "48", "--validation-images", "40"])
     assert code == 0
     return run_dir
+
+
+# Tiny training on the ``images`` fixture: 3 steps of 8 per epoch at 16 px, no KID.
+TINY_SYNTHETIC_TRAIN = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "8",
+                        "--repeats", "1", "--kid-every", "0", "--plot-images", "4", "--plot-steps", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """32 random images in a plain folder: 25 train (3 steps of 8 per epoch), 7 validation."""
+    folder = tmp_path_factory.mktemp("synthetic") / "images"
+    write_images(folder, 32, size=(20, 18))
+    return folder

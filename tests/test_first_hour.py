@@ -6,22 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_images
+from conftest import TINY_SYNTHETIC_TRAIN
 from ddim.callbacks import Callback
 from ddim.cli import main
 from ddim.data import DataError
 from ddim.data.flowers import download_flowers102
 
-TINY = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "8", "--repeats", "1",
-        "--kid-every", "0", "--plot-images", "4", "--plot-steps", "2", "--device", "cpu", "--no-tensorboard"]
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """32 random images: 25 train (3 steps of 8 per epoch), 7 validation."""
-    folder = tmp_path_factory.mktemp("synthetic") / "images"
-    write_images(folder, 32, size=(20, 18))
-    return folder
+TINY = [*TINY_SYNTHETIC_TRAIN, "--no-tensorboard"]
 
 
 def test_a_short_run_says_why_its_grids_look_like_noise_and_how_to_change_it(images: Path, tmp_path: Path,

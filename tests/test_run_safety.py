@@ -14,23 +14,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import write_images
+from conftest import TINY_SYNTHETIC_TRAIN, write_images
 from ddim import checkpoint as ckpt
 from ddim.cli import main
 from ddim.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ddim.files import FolderLock
 from ddim.train import TrainingError, fit
 
-TINY = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "8", "--repeats", "1",
-        "--kid-every", "0", "--plot-images", "4", "--plot-steps", "2", "--device", "cpu", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """32 random images: 25 train (3 steps of 8 per epoch), 7 validation."""
-    folder = tmp_path_factory.mktemp("synthetic") / "images"
-    write_images(folder, 32, size=(20, 18))
-    return folder
+TINY = [*TINY_SYNTHETIC_TRAIN, "--no-progress"]
 
 
 def config(images: Path, **train) -> RunConfig:
