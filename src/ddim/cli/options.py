@@ -7,7 +7,6 @@ import dataclasses
 import datetime
 import json
 import sys
-import tempfile
 import types
 import typing
 from pathlib import Path
@@ -15,72 +14,9 @@ from typing import Any, Callable, TextIO
 
 from ..config import (COMPILE_MODES, CONFIG_VERSION, PRECISIONS, ConfigError, DataConfig, ModelConfig, RunConfig,
                       TrainConfig)
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-MAX_SAMPLING_STEPS = 10_000  # no sampler gains past this; the time grid alone would grow without bound
-MAX_IMAGES = 1_000_000  # images one command may generate (KID/FID features are kept: 8 KiB each)
-MAX_SEED = 2**63 - 1
-
-
-def int_between(low: int, high: int, what: str = "") -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high] (the bound is in the message)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}{what}, got {value}")
-        return value
-    parse.__name__ = "integer"
-    return parse
-
-
-seed = int_between(0, MAX_SEED)
-sampling_steps = int_between(1, MAX_SAMPLING_STEPS, " (more steps gain nothing)")
-image_count = int_between(1, MAX_IMAGES)
-
-
-def output_folder(text: str) -> Path:
-    """An argparse type: a folder that is (or can be made) writable; never a file."""
-    path = Path(text)
-    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
-    if existing.exists() and not existing.is_dir():
-        raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise argparse.ArgumentTypeError(f"cannot write in {existing}: {error.strerror or error}")
-    return path
-
-
-STDOUT = "-"  # ``--json -``: the JSON goes to standard output
-
-
-def output_file(text: str) -> Path:
-    """An argparse type: a file path whose folder is (or can be made) writable; never a folder."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a folder, not a file")
-    output_folder(str(path.parent))
-    return path
-
-
-def json_output(text: str) -> Path | str:
-    """An argparse type for ``--json``: ``-`` (standard output) or an :func:`output_file`."""
-    return STDOUT if text == STDOUT else output_file(text)
+from .argtypes import (MAX_IMAGES, MAX_SAMPLING_STEPS, MAX_SEED, STDOUT, image_count, int_between, int_list,  # noqa: F401
+                       json_output, non_negative_float, output_file, output_folder, positive_int,
+                       positive_int_list, sampling_steps, seed, yes_no)
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
@@ -129,43 +65,6 @@ def write_json(data: dict[str, Any], target: Path | str) -> None:
         sys.stdout.flush()
     else:
         write_text(Path(target), text)
-
-
-def non_negative_float(text: str) -> float:
-    """An argparse type: a finite float >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def int_list(text: str) -> tuple[int, ...]:
-    """An argparse type: comma-separated integers such as 32,64,96,128."""
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64,96,128, got {text!r}")
-
-
-def positive_int_list(text: str) -> tuple[int, ...]:
-    """An argparse type: comma-separated positive integers."""
-    values = int_list(text)
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def yes_no(text: str) -> bool:
-    """An argparse type: yes/no, true/false, on/off, 1/0."""
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:
