@@ -15,18 +15,12 @@ from ddim.config import ModelConfig, RunConfig
 from ddim.export import (BUILTIN_FILE, ExportError, export_model, load_exported, read_metadata,
                          tensors_sha256)
 from ddim.model import DiffusionModel, generate_images
-
-TINY = ModelConfig(image_size=16, widths=(8, 16), block_depth=1)
+from test_checkpoint import TINY, trained_looking_model
 
 
 def trained_looking_run(tmp_path: Path) -> tuple[DiffusionModel, Path]:
-    torch.manual_seed(0)
-    model = DiffusionModel(TINY)
-    with torch.no_grad():
-        for tensor in [*model.network.parameters(), *model.ema_network.parameters()]:
-            tensor.normal_(0, 0.1)
-        model.normalizer.mean.copy_(torch.tensor([0.4, 0.5, 0.3]))
-    model.ema_network.train()(torch.randn(4, 3, 16, 16), torch.rand(4, 1, 1, 1))  # moves BatchNorm statistics
+    model = trained_looking_model()
+    model.ema_network.train()(torch.randn(4, 3, 16, 16), torch.rand(4, 1, 1, 1))  # the EMA's statistics move too
     model.ema_network.eval()
     run = tmp_path / "run"
     write_checkpoint(run / "checkpoints" / "step_000000014", model, RunConfig(model=TINY),
