@@ -77,3 +77,17 @@ def test_config_with_names_fields_across_sections() -> None:
         (3, "somewhere", (16, 32), True)
     with pytest.raises(TypeError, match="'epoch' is not a configuration field"):
         ddim.config_with(epoch=3)
+
+
+def test_interpolate_matches_the_command_and_reaches_both_ends(pretrained: Path) -> None:
+    from ddim.interpolation import interpolate as interpolate_noises
+
+    model = ddim.load(pretrained)
+    frames = ddim.interpolate(model, seed=3, start=0, end=1, frames=4, steps=3)
+    assert frames.shape == (4, 3, 64, 64) and 0.0 <= frames.min() and frames.max() <= 1.0
+    assert torch.equal(frames, interpolate_noises(model, seed=3, start_index=0, end_index=1, frames=4, steps=3))
+    ends = ddim.generate(model, 2, steps=3, seed=3)  # frame 0 is image 0 of the seed, the last frame image 1
+    assert torch.allclose(frames[0], ends[0], atol=1e-5) and torch.allclose(frames[-1], ends[1], atol=1e-5)
+    with pytest.raises(ValueError, match="frames must be at least 2"):
+        ddim.interpolate(model, frames=1)
+    assert model.class_names == ()

@@ -20,7 +20,7 @@ from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .model import DiffusionModel, generate_images
 from .speed import resolve_device, resolve_speed
 
-__all__ = ["load", "generate", "fit", "evaluate"]
+__all__ = ["load", "generate", "interpolate", "fit", "evaluate"]
 
 
 def load(path: str | Path = "pretrained", device: str = "cpu") -> DiffusionModel:
@@ -40,6 +40,19 @@ def generate(model: DiffusionModel, num: int = 16, *, steps: int = 20, sampler: 
     device = next(model.parameters()).device
     return generate_images(model, seed=seed, indices=range(num), steps=steps, batch_size=batch_size,
                            sampler=sampler, device=device, speed=resolve_speed(device), **sampler_options)
+
+
+def interpolate(model: DiffusionModel, *, seed: int = 0, start: int = 0, end: int = 1, frames: int = 9,
+                steps: int = 20) -> torch.Tensor:
+    """``frames`` images (frames, 3, S, S) in [0, 1] on the CPU along the spherical path between the starting
+    noises of images ``start`` and ``end`` of ``seed`` (deterministic DDIM), as ``ddim interpolate`` draws them."""
+    from .interpolation import interpolate as interpolate_noises
+
+    if frames < 2:
+        raise ValueError(f"frames must be at least 2, got {frames}")
+    device = next(model.parameters()).device
+    return interpolate_noises(model, seed=seed, start_index=start, end_index=end, frames=frames, steps=steps,
+                              device=device, speed=resolve_speed(device))
 
 
 def config_with(base: RunConfig | None = None, **values: Any) -> RunConfig:

@@ -42,6 +42,11 @@ class DiffusionModel(nn.Module):
         return self
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """The classes a conditional model can draw, by index; ``()`` for an unconditional model."""
+        return tuple(getattr(self.config, "class_names", ()))
+
+    @property
     def schedule(self) -> Schedule:
         """The noise schedule the model was trained with."""
         return Schedule(self.config.min_signal_rate, self.config.max_signal_rate)
