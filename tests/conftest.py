@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 FLOWERS_ENVIRONMENT_VARIABLE = "DDIM_FLOWERS_DIR"
@@ -98,3 +98,32 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("synthetic") / "images"
     write_images(folder, 32, size=(20, 18))
     return folder
+
+
+SHAPE_CLASSES = ("blue squares", "red discs")  # the two classes of write_shapes, by label
+
+
+def write_shapes(root: Path, per_class: int = 48, size: int = 16, seed: int = 0) -> Path:
+    """Red discs and blue squares of random size and place on random grey, one subfolder per class."""
+    rng = np.random.default_rng(seed)
+    for name in SHAPE_CLASSES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            grey = int(rng.integers(90, 170))
+            image = Image.new("RGB", (size, size), (grey, grey, grey))
+            draw = ImageDraw.Draw(image)
+            radius = int(rng.integers(4, 7))
+            x, y = rng.integers(radius, size - radius, 2)
+            box = [x - radius, y - radius, x + radius, y + radius]
+            if name == "red discs":
+                draw.ellipse(box, fill=(int(rng.integers(200, 256)), 20, 20))
+            else:
+                draw.rectangle(box, fill=(20, 20, int(rng.integers(200, 256))))
+            image.save(root / name / f"{i:03d}.png")
+    return root
+
+
+def redness(images: np.ndarray) -> np.ndarray:
+    """Mean red minus mean blue of each uint8 (N, H, W, 3) image: > 0 reads as a red disc."""
+    pixels = images.astype(np.float64) / 255.0
+    return (pixels[..., 0] - pixels[..., 2]).mean(axis=(1, 2))

@@ -22,7 +22,7 @@ from ddim import checkpoint as ckpt
 from ddim.callbacks import Callback
 from ddim import training_step as steps_module
 from ddim.cli import main
-from ddim.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ddim.config import ADDED_IN_VERSION_3, CONFIG_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
 from ddim.train import TrainingError, TrainingInterrupted, fit
 
 TIMING = {"seconds", "eval_seconds", "images_per_second"}
@@ -282,7 +282,7 @@ def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninte
     run_dir = tmp_path / "old"
     fit(tiny_config(flowers, max_steps=5), run_dir)
     for path in [run_dir / "config.json", *(p / ckpt.CONFIG_FILE for p in ckpt.step_checkpoints(run_dir))]:
-        config = json.loads(path.read_text())
+        config = without_conditional_fields(json.loads(path.read_text()))
         del config["version"]
         config["train"]["weight_decay"] = config["train"]["weight_decay"] / config["train"]["lr"]  # PyTorch's meaning
         path.write_text(json.dumps(config))
@@ -290,4 +290,38 @@ def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninte
     assert old_config.train.weight_decay == pytest.approx(1e-4, rel=1e-12)
     assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0  # 2 epochs of 6
     assert_same_run(uninterrupted, run_dir)
-    assert json.loads((run_dir / "config.json").read_text())["version"] == 2  # rewritten in today's format
+    assert json.loads((run_dir / "config.json").read_text())["version"] == CONFIG_VERSION  # rewritten in today's format
+
+
+def without_conditional_fields(config: dict) -> dict:
+    """A config dictionary as ddim 0.1 and 0.2 wrote it: without the fields of class-conditional training."""
+    for section, fields in ADDED_IN_VERSION_3.items():
+        for name in fields:
+            del config[section][name]
+    return config
+
+
+def test_a_run_written_by_ddim_0_2_loads_and_resumes_bit_identically(flowers: Path, uninterrupted: Path,
+                                                                      tmp_path: Path) -> None:
+    """ddim 0.2 wrote version-2 configs and a model configuration in the weights' metadata, both without the
+    class-conditional fields of version 3. Its checkpoints load (checksum and metadata checks included) and
+    resume through the CLI, continuing the same computation."""
+    from safetensors import safe_open
+    from ddim.checkpoint import save_file
+
+    run_dir = tmp_path / "v02"
+    fit(tiny_config(flowers, max_steps=5), run_dir)
+    for folder in [run_dir, *ckpt.step_checkpoints(run_dir)]:
+        config = without_conditional_fields(json.loads((folder / "config.json").read_text()))
+        (folder / "config.json").write_text(json.dumps({**config, "version": 2}))
+        weights = folder / ckpt.WEIGHTS_FILE
+        if weights.is_file():
+            with safe_open(str(weights), framework="pt") as handle:
+                metadata = handle.metadata()
+            model_config = json.loads(metadata["model_config"])
+            del model_config["conditional"], model_config["class_names"]
+            save_file(load_file(str(weights)), weights, metadata={**metadata, "model_config": json.dumps(model_config)})
+    model, old_config, _ = ckpt.load_model(run_dir)
+    assert not old_config.model.conditional and model.class_names == () and old_config.train.class_dropout == 0.1
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0
+    assert_same_run(uninterrupted, run_dir)

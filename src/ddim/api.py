@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from .callbacks import Callback, default_callbacks
+from .classes import ClassError, ClassRequest, labels_for, resolve_classes
 from .checkpoint import TrainState, load_model
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .model import DiffusionModel, generate_images
@@ -32,27 +33,46 @@ def load(path: str | Path = "pretrained", device: str = "cpu") -> DiffusionModel
 
 
 def generate(model: DiffusionModel, num: int = 16, *, steps: int = 20, sampler: str = "ddim", seed: int = 0,
-             batch_size: int = 256, **sampler_options: Any) -> torch.Tensor:
+             batch_size: int = 256, classes: ClassRequest | Sequence[ClassRequest] | None = None,
+             guidance: float = 1.0, **sampler_options: Any) -> torch.Tensor:
     """``num`` images (num, 3, S, S) in [0, 1] on the CPU; image k of ``seed`` is the same whatever the batch.
 
     ``sampler``: ddim (``eta=`` for stochastic DDIM), ddpm, dpmpp-2m or heun, as ``ddim sample --sampler``.
+    A conditional model draws ``classes`` (one name or index for every image, or one per image; names
+    case-insensitive) with classifier-free ``guidance`` (0: unconditional, 1: conditional, >1: stronger).
     """
     device = next(model.parameters()).device
+    labels = labels_for(model.class_names, classes, num, _source(model))
+    if labels is None and model.class_names and guidance != 0:
+        raise ClassError(f"{_source(model)} is conditional: pass classes=... (a name or index, or one per image), "
+                         "or guidance=0 for any class")
+    if labels is None and model.class_names:
+        labels = [0] * num  # guidance 0 asks for no class, whatever the label
     return generate_images(model, seed=seed, indices=range(num), steps=steps, batch_size=batch_size,
-                           sampler=sampler, device=device, speed=resolve_speed(device), **sampler_options)
+                           sampler=sampler, device=device, speed=resolve_speed(device), labels=labels,
+                           guidance=guidance, **sampler_options)
+
+
+def _source(model: DiffusionModel) -> str:
+    return f"model {getattr(model, 'source', None) or ''}".strip()
 
 
 def interpolate(model: DiffusionModel, *, seed: int = 0, start: int = 0, end: int = 1, frames: int = 9,
-                steps: int = 20) -> torch.Tensor:
+                steps: int = 20, classes: ClassRequest | None = None, guidance: float = 1.0) -> torch.Tensor:
     """``frames`` images (frames, 3, S, S) in [0, 1] on the CPU along the spherical path between the starting
-    noises of images ``start`` and ``end`` of ``seed`` (deterministic DDIM), as ``ddim interpolate`` draws them."""
+    noises of images ``start`` and ``end`` of ``seed`` (deterministic DDIM), as ``ddim interpolate`` draws them;
+    a conditional model draws class ``classes`` with ``guidance``."""
     from .interpolation import interpolate as interpolate_noises
 
     if frames < 2:
         raise ValueError(f"frames must be at least 2, got {frames}")
+    label = None if classes is None else resolve_classes(model.class_names, classes, _source(model))[0]
+    if label is None and model.class_names and guidance != 0:
+        raise ClassError(f"{_source(model)} is conditional: pass classes=... (a name or index), or guidance=0")
     device = next(model.parameters()).device
     return interpolate_noises(model, seed=seed, start_index=start, end_index=end, frames=frames, steps=steps,
-                              device=device, speed=resolve_speed(device))
+                              device=device, speed=resolve_speed(device),
+                              label=0 if label is None and model.class_names else label, guidance=guidance)
 
 
 def config_with(base: RunConfig | None = None, **values: Any) -> RunConfig:
@@ -96,7 +116,7 @@ def evaluate(model: DiffusionModel, data: str | Path | None = None, *, num: int 
     device = next(model.parameters()).device
     run_config = getattr(model, "run_config", None) or RunConfig(model=model.config)
     data_config = dataclasses.replace(run_config.data, path=str(data or run_config.data.path))
-    splits = load_splits(data_config, model.config.image_size)
+    splits = load_splits(data_config, model.config.image_size, classes=model.config.conditional)
     settings = EvaluationSettings(num=num, steps=steps, seed=seed, sampler=sampler, sampler_options=sampler_options,
                                   kid_size=kid_size, reference=reference)
     extractor = load_inception(inception_weights, kid_size, device)

@@ -7,12 +7,14 @@ can never be silently ignored. Callbacks run on rank 0 only.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .checkpoint import TrainState
@@ -156,8 +158,16 @@ class ProgressBar(Callback):
             print(f"ddim: {line}", file=self.file)
 
 
+def grid_classes(num_classes: int, num_images: int) -> tuple[list[int], int]:
+    """A conditional run's grid: about sqrt(num_images) classes spread over the class indices, one row each;
+    returns the row classes and the images per row."""
+    rows = max(1, min(num_classes, round(math.sqrt(num_images))))
+    return sorted({int(round(c)) for c in np.linspace(0, num_classes - 1, rows)}), math.ceil(num_images / rows)
+
+
 class SampleGrid(Callback):
-    """After every epoch, a grid from the EMA network, always from the same starting noise."""
+    """After every epoch, a grid from the EMA network, always from the same starting noise (a conditional run's: a
+    fixed set of classes, one labelled row each, the same noises in every row)."""
 
     def on_train_start(self, info: RunInfo) -> None:
         self.folder = info.run_dir / SAMPLES_DIR
@@ -176,12 +186,17 @@ class SampleGrid(Callback):
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         train = self.config.train
         device = next(model.parameters()).device
-        images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=range(train.plot_images),
+        indices, labels, columns, row_labels = list(range(train.plot_images)), None, None, None
+        if model.class_names:
+            classes, columns = grid_classes(len(model.class_names), train.plot_images)
+            indices, labels = list(range(columns)) * len(classes), [c for c in classes for _ in range(columns)]
+            row_labels = [model.class_names[c] for c in classes]
+        images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=indices,
                                  steps=train.plot_steps, batch_size=train.eval_batch_size, device=device,
-                                 speed=self.speed)
+                                 speed=self.speed, labels=labels, guidance=train.guidance)
         share = initial_share(train.ema, int(row["step"]), train.ema_warmup)
         caption = f"EMA still {share:.0%} initial weights (see --ema-warmup)" if share >= 0.05 else None
-        save_grid(images, self.path(epoch), caption=caption)
+        save_grid(images, self.path(epoch), columns=columns, caption=caption, row_labels=row_labels)
 
 
 class HistoryWriter(Callback):

@@ -30,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .config import ConfigError, RunConfig
+from .config import ADDED_IN_VERSION_3, ConfigError, RunConfig
 from .files import fsync_dir, fsync_file
 from .model import DiffusionModel
 
@@ -209,7 +209,10 @@ def load_model(path: Path | str, device: torch.device | str = "cpu") -> tuple[Di
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{weights_path} is not a ddim checkpoint (its metadata has no format=ddim)")
     _check_weights(weights_path, tensors, metadata, config)
-    model = DiffusionModel(config.model)
+    try:
+        model = DiffusionModel(config.model)
+    except ValueError as error:  # e.g. a conditional model without its class names
+        raise CheckpointError(f"{checkpoint / CONFIG_FILE} does not describe a model ddim can build: {error}") from error
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -228,7 +231,7 @@ def _check_weights(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[
     if bad is not None:
         raise CheckpointError(f"{path} holds NaN or infinite weights ({bad}); use an earlier checkpoint")
     if "model_config" in metadata:
-        written = json.loads(metadata["model_config"])
+        written = {**ADDED_IN_VERSION_3["model"], **json.loads(metadata["model_config"])}  # older writers lack these
         now = config.to_dict()["model"]
         changed = sorted(key for key in set(written) | set(now) if written.get(key) != now.get(key))
         if changed:

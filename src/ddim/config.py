@@ -43,6 +43,11 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, n
     return field(default=default, metadata={key: value for key, value in metadata.items() if value is not None})
 
 
+def recorded(default: Any, help: str) -> Any:
+    """A field that training fills in and records (no command-line option), e.g. the class names of the data."""
+    return field(default=default, metadata={"help": help, "option": False})
+
+
 def _require(condition: bool, field_name: str, message: str) -> None:
     if not condition:
         raise ConfigError(field_name, message)
@@ -76,6 +81,11 @@ class ModelConfig:
     min_signal_rate: float = option(0.02, "signal rate at t = 1")
     max_signal_rate: float = option(0.95, "signal rate at t = 0")
     prediction: str = option("noise", "what the network predicts", choices=PREDICTION_TARGETS)
+    conditional: bool = option(False, "one network that draws a chosen class or any (classifier-free guidance): "
+                               "a learned class embedding is added to the noise embedding; needs labelled data "
+                               "(Flowers 102, or one subfolder per class)")
+    class_names: tuple[str, ...] = recorded((), "the classes of a conditional model, by index (read from the data "
+                                            "when training starts)")
 
     def __post_init__(self) -> None:
         _require(isinstance(self.widths, (list, tuple)), "widths", f"must be a list of integers, got {self.widths!r}")
@@ -101,6 +111,17 @@ class ModelConfig:
                  f"signal rates must satisfy 0 < min < max < 1, got min={self.min_signal_rate}, "
                  f"max={self.max_signal_rate}")
         _one_of(self.prediction, PREDICTION_TARGETS, "prediction")
+        _require(isinstance(self.conditional, bool), "conditional", f"must be true or false, got {self.conditional!r}")
+        _require(isinstance(self.class_names, (list, tuple)) and all(isinstance(n, str) and n.strip()
+                                                                      for n in self.class_names),
+                 "class_names", f"must be a list of non-empty names, got {self.class_names!r}")
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        _require(self.conditional or not self.class_names, "class_names",
+                 "only a conditional model has class names")
+        folded = [name.casefold() for name in self.class_names]
+        _require(len(set(folded)) == len(folded), "class_names",
+                 "names must differ (ignoring case): "
+                 + ", ".join(sorted({n for n in self.class_names if folded.count(n.casefold()) > 1})))
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,10 @@ class TrainConfig:
     ema_warmup: bool = option(False, "decay min(ema, (1+step)/(10+step)) so short runs are not dominated by the "
                               "initial weights (not the Keras example's)")
     loss: str = option("mae", "loss on the prediction", choices=LOSSES)
+    class_dropout: float = option(0.1, "conditional runs: probability that a training image's class is replaced by "
+                                  "'no class', which trains the unconditional model too (Ho & Salimans 2022)")
+    guidance: float = option(1.0, "conditional runs: classifier-free guidance weight of the per-epoch grid and KID "
+                             "(0: unconditional, 1: plain conditional, >1: stronger)")
     max_steps: int | None = option(None, "stop after N optimiser steps (default: no limit)")
     seed: int = option(0, "seeds weights, data order and all noise")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")
@@ -186,6 +211,10 @@ class TrainConfig:
         _require(0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1), got {self.ema}")
         _require(isinstance(self.ema_warmup, bool), "ema_warmup", f"must be true or false, got {self.ema_warmup!r}")
         _one_of(self.loss, LOSSES, "loss")
+        _finite(self.class_dropout, "class_dropout")
+        _require(0.0 <= self.class_dropout < 1.0, "class_dropout", f"must be in [0, 1), got {self.class_dropout}")
+        _finite(self.guidance, "guidance")
+        _require(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps")
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
@@ -211,9 +240,17 @@ class TrainConfig:
         _require(self.kid_batch_size >= 2, "kid_batch_size", f"KID needs batches of at least 2, got {self.kid_batch_size}")
 
 
-CONFIG_VERSION = 2
-"""Version 2: ``train.weight_decay`` is the per-step decay (the Keras example's meaning). Version 1 (no
-``version`` key) meant PyTorch's ``lr * weight_decay``; :func:`upgrade_config_dict` converts it."""
+CONFIG_VERSION = 3
+"""Version 3 adds class-conditional training (``model.conditional``, ``model.class_names``,
+``train.class_dropout``, ``train.guidance``). Version 2: ``train.weight_decay`` is the per-step decay (the Keras
+example's meaning). Version 1 (no ``version`` key) meant PyTorch's ``lr * weight_decay``. :func:`upgrade_config_dict`
+converts both."""
+
+#: Fields added by version 3, with the values that give an earlier version's (unconditional) model.
+ADDED_IN_VERSION_3: dict[str, dict[str, Any]] = {
+    "model": {"conditional": False, "class_names": []},
+    "train": {"class_dropout": 0.1, "guidance": 1.0},
+}
 
 
 def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +261,7 @@ def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
     """
     data = dict(data)
     version = data.pop("version", 1)
-    if version not in (1, CONFIG_VERSION):
+    if version not in range(1, CONFIG_VERSION + 1) or isinstance(version, bool):
         raise ConfigError("version", f"configuration version {version!r} is not one this ddim reads "
                           f"(1 to {CONFIG_VERSION}); a newer ddim wrote it")
     if version == 1 and isinstance(data.get("train", {}), dict):
@@ -232,6 +269,10 @@ def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
         old_default = 1e-4  # version 1's default, in PyTorch's meaning
         train["weight_decay"] = train.get("lr", TrainConfig.lr) * train.get("weight_decay", old_default)
         data["train"] = train
+    if version < 3:  # an earlier version's model is unconditional: its sections name every field but these
+        for section, added in ADDED_IN_VERSION_3.items():
+            if isinstance(data.get(section), dict):
+                data[section] = {**added, **data[section]}
     return data
 
 
@@ -279,6 +320,8 @@ class RunConfig:
                 kwargs[name] = section_cls(**values)
             except ConfigError as error:  # name the section too: model.widths, train.lr
                 raise ConfigError(f"{name}.{error.field}", error.message) from None
+        if complete and kwargs["model"].conditional and not kwargs["model"].class_names:
+            raise ConfigError("model.class_names", "is empty: a conditional model's checkpoint records its classes")
         return cls(**kwargs)
 
     def to_json(self) -> str:

@@ -107,23 +107,45 @@ def regression_loss(kind: str, prediction: torch.Tensor, target: torch.Tensor) -
     raise ValueError(f"unknown loss {kind!r}; expected mae or mse")
 
 
+def guided(conditional: torch.Tensor, unconditional: torch.Tensor, weight: float) -> torch.Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022): ``unconditional + weight * (conditional - unconditional)``;
+    weight 1 is the conditional prediction, 0 the unconditional one."""
+    return unconditional + weight * (conditional - unconditional)
+
+
 def make_denoiser(
-    network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], target: str = "noise",
+    network: Callable[..., torch.Tensor], target: str = "noise",
     context: Callable[[], ContextManager] = contextlib.nullcontext,
     memory_format: torch.memory_format = torch.contiguous_format,
+    labels: torch.Tensor | None = None, guidance: float = 1.0,
 ) -> Denoiser:
-    """Wrap ``network(noisy_images, noise_variances)`` as a :data:`Denoiser` for ``target`` outputs.
+    """Wrap ``network(noisy_images, noise_variances[, labels])`` as a :data:`Denoiser` for ``target`` outputs.
 
     The network runs inside ``context()`` (e.g. bf16 autocast) on ``memory_format`` inputs; its output
-    is returned to the sampler as fp32, so the sampler's arithmetic is always fp32.
+    is returned to the sampler as fp32, so the sampler's arithmetic is always fp32. ``labels`` (B,) asks a
+    conditional network for those classes; with ``guidance`` other than 0 or 1 the conditional and unconditional
+    predictions come from one forward pass over the doubled batch and are combined by :func:`guided` (linear,
+    so combining network outputs is combining noises and images, whatever the prediction target).
     """
+    if labels is not None and guidance == 0.0:
+        labels = torch.full_like(labels, -1)  # unconditional: the "no class" label
+
+    def run(noisy_images: torch.Tensor, noise_variances: torch.Tensor) -> torch.Tensor:
+        with context():
+            inputs = noisy_images.contiguous(memory_format=memory_format)
+            if labels is None:
+                return network(inputs, noise_variances)
+            if guidance in (0.0, 1.0):
+                return network(inputs, noise_variances, labels)
+            both = network(torch.cat([inputs, inputs]), torch.cat([noise_variances, noise_variances]),
+                           torch.cat([labels, torch.full_like(labels, -1)]))
+        conditional, unconditional = both.float().chunk(2)
+        return guided(conditional, unconditional, guidance)
 
     def denoise(
         noisy_images: torch.Tensor, noise_rates: torch.Tensor, signal_rates: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        with context():
-            network_output = network(noisy_images.contiguous(memory_format=memory_format), noise_rates**2)
-        network_output = network_output.to(noisy_images.dtype)
+        network_output = run(noisy_images, noise_rates**2).to(noisy_images.dtype)
         return split_prediction(target, network_output, noisy_images, noise_rates, signal_rates)
 
     return denoise

@@ -10,9 +10,11 @@ Two protocols:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -40,6 +42,48 @@ def real_images(splits: ImageSplits, reference: str) -> np.ndarray:
     if reference == "all":
         return np.concatenate([splits.train, splits.validation])
     raise ValueError(f"unknown reference set {reference!r}; choose from {', '.join(REFERENCES)}")
+
+
+def reference_labels(splits: ImageSplits, reference: str) -> np.ndarray | None:
+    """The class labels of a reference set's images (None for data without labels)."""
+    if splits.train_labels is None or splits.validation_labels is None:
+        return None
+    return {"validation": splits.validation_labels, "train": splits.train_labels,
+            "all": np.concatenate([splits.train_labels, splits.validation_labels])}[reference]
+
+
+def class_subset(splits: ImageSplits, label: int) -> ImageSplits:
+    """Only the images of class ``label``, on both sides of the split (their own feature-cache key)."""
+    if splits.train_labels is None or splits.validation_labels is None:
+        raise ValueError(f"{splits.folder} has no class labels")
+    train, validation = splits.train_labels == label, splits.validation_labels == label
+    return dataclasses.replace(splits, train=splits.train[train], validation=splits.validation[validation],
+                               train_labels=splits.train_labels[train],
+                               validation_labels=splits.validation_labels[validation],
+                               fingerprint=hashlib.sha1(f"{splits.fingerprint}:class{label}".encode()).hexdigest())
+
+
+def generation_labels(splits: ImageSplits, reference: str, num: int) -> list[int]:
+    """A class per generated image for a conditional model asked for no class: the reference images' labels in
+    turn, so the generated classes follow the real ones (exactly when ``num`` is the reference's size)."""
+    labels = reference_labels(splits, reference)
+    if labels is None or len(labels) == 0:
+        raise ValueError(f"{splits.folder} has no class labels to draw a conditional model's classes from")
+    return [int(labels[i % len(labels)]) for i in range(num)]
+
+
+def reference_splits(splits: ImageSplits, label: int | None) -> ImageSplits:
+    """The real images generated images of class ``label`` are compared with (all of them for None)."""
+    return splits if label is None else class_subset(splits, label)
+
+
+def conditioning_labels(model: DiffusionModel, splits: ImageSplits, reference: str, num: int,
+                        label: int | None) -> list[int] | None:
+    """The class of each of ``num`` generated images: ``label`` for all, else the reference's classes in turn
+    (:func:`generation_labels`); None for an unconditional model."""
+    if not model.class_names:
+        return None
+    return [label] * num if label is not None else generation_labels(splits, reference, num)
 
 
 def reference_features(splits: ImageSplits, reference: str, extractor: InceptionFeatures, *,
@@ -78,6 +122,8 @@ class EvaluationSettings:
     sampler_options: dict[str, Any] = field(default_factory=dict)
     kid_size: int = 299
     reference: str = "validation"
+    label: int | None = None  # a conditional model: the one class generated and compared with (None: all)
+    guidance: float = 1.0  # a conditional model: classifier-free guidance weight
     subsets: int = 100
     subset_size: int = 1000
     batch_size: int = 256
@@ -88,16 +134,18 @@ def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, n
                        start: int = 0,
                        sampler: str = "ddim", sampler_options: dict[str, Any] | None = None, batch_size: int = 256,
                        quantize: bool = True, speed: Speed | None = None,
-                       progress: Callable[[int], None] | None = None) -> np.ndarray:
+                       progress: Callable[[int], None] | None = None, labels: Sequence[int] | None = None,
+                       guidance: float = 1.0) -> np.ndarray:
     """Features of images ``start`` .. ``start + num - 1`` of ``seed``, generated batch by batch (never all
-    held at once) with the EMA network."""
+    held at once) with the EMA network; ``labels[k]`` is the class of image ``start + k`` (conditional models)."""
     device = next(model.parameters()).device
     chunks = []
     for first in range(start, start + num, batch_size):
         indices = range(first, min(first + batch_size, start + num))
+        batch_labels = None if labels is None else labels[first - start:first - start + len(indices)]
         images = generate_images(model, seed=seed, indices=indices, steps=steps,
                                  batch_size=batch_size, sampler=sampler, device=device, speed=speed,
-                                 **(sampler_options or {}))
+                                 labels=batch_labels, guidance=guidance, **(sampler_options or {}))
         if quantize:  # as if saved to PNG and read back, like every image-folder evaluation
             images = to_uint8(images).float().div_(255.0)
         chunks.append(extract_features(extractor, images.to(device), batch_size=batch_size))
@@ -143,34 +191,71 @@ def _metrics(real: np.ndarray, generated: np.ndarray, settings: EvaluationSettin
 def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures,
              settings: EvaluationSettings, *, cache_dir: Path | None = None, speed: Speed | None = None,
              progress: Progress | None = None) -> dict[str, Any]:
-    """KID (mean, std over subsets), the Keras example's per-batch KID, and FID of generated vs real images."""
+    """KID (mean, std over subsets), the Keras example's per-batch KID, and FID of generated vs real images.
+
+    A conditional model generates ``settings.label``'s class against that class's real images, or, without a
+    label, the reference images' classes in turn (:func:`generation_labels`).
+    """
+    splits = reference_splits(splits, settings.label)
     real, cache_file = reference_features(splits, settings.reference, extractor, cache_dir=cache_dir,
                                           batch_size=settings.batch_size, progress=progress)
     num = settings.num or len(real)
+    labels = conditioning_labels(model, splits, settings.reference, num, settings.label)
     update = progress(f"generating {num} images ({settings.sampler}, {settings.steps} steps)", num) if progress else None
     generated = generated_features(model, extractor, num=num, steps=settings.steps, seed=settings.seed,
                                    sampler=settings.sampler, sampler_options=settings.sampler_options,
-                                   batch_size=settings.batch_size, speed=speed, progress=update)
+                                   batch_size=settings.batch_size, speed=speed, progress=update, labels=labels,
+                                   guidance=settings.guidance)
     return _metrics(real, generated, settings, splits, extractor, cache_file)
+
+
+def evaluate_per_class(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures,
+                       settings: EvaluationSettings, *, cache_dir: Path | None = None, speed: Speed | None = None,
+                       progress: Progress | None = None) -> list[dict[str, Any]]:
+    """KID (mean, std over subsets) of every class of a conditional model against that class's real images (as
+    many generated as the class's reference holds, unless ``settings.num``). No FID: a class has far too few
+    images for its 2048 x 2048 covariance."""
+    rows = []
+    for label, name in enumerate(model.class_names):
+        subset = class_subset(splits, label)
+        real, _ = reference_features(subset, settings.reference, extractor, cache_dir=cache_dir,
+                                     batch_size=settings.batch_size)
+        num = settings.num or len(real)
+        if len(real) < 2 or num < 2:
+            rows.append({"class": name, "index": label, "kid": None, "kid_std": None, "num_generated": num,
+                         "num_real": len(real)})
+            continue
+        update = progress(f"class {label} ({name}): generating {num} images", num) if progress else None
+        generated = generated_features(model, extractor, num=num, steps=settings.steps, seed=settings.seed,
+                                       sampler=settings.sampler, sampler_options=settings.sampler_options,
+                                       batch_size=settings.batch_size, speed=speed, progress=update,
+                                       labels=[label] * num, guidance=settings.guidance)
+        kid, kid_std = kid_subsets(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
+                                   seed=settings.seed)
+        rows.append({"class": name, "index": label, "kid": kid, "kid_std": kid_std, "num_generated": num,
+                     "num_real": len(real)})
+    return rows
 
 
 def seed_kid(model: DiffusionModel, extractor: InceptionFeatures, real_features: np.ndarray | None, *, count: int,
              steps: int, seed: int, batch_size: int = 64, generation_batch_size: int = 256, speed: Speed | None = None,
-             distributed: Distributed = Distributed()) -> float | None:
+             distributed: Distributed = Distributed(), labels: Sequence[int] | None = None,
+             guidance: float = 1.0) -> float | None:
     """The Keras example's per-epoch KID: ``count`` images generated from the same noise every call, features of the
     float images, one unbiased estimate per batch of ``batch_size`` against ``real_features``, averaged.
 
     Under data parallelism each rank generates its share and rank 0 (which alone needs
     ``real_features``) computes the result; other ranks get None. Touches no training state: the EMA
     network is always in eval mode, the noise comes from per-image generators of its own, and nothing
-    is written to any module.
+    is written to any module. A conditional model draws image k as class ``labels[k]`` with ``guidance``.
     """
     share = -(-count // distributed.world_size)
     start, stop = distributed.rank * share, min(count, (distributed.rank + 1) * share)
     features = np.zeros((0, 2048), np.float32)
     if stop > start:
         features = generated_features(model, extractor, num=stop - start, start=start, steps=steps, seed=seed,
-                                      batch_size=generation_batch_size, quantize=False, speed=speed)
+                                      batch_size=generation_batch_size, quantize=False, speed=speed,
+                                      labels=None if labels is None else labels[start:stop], guidance=guidance)
     gathered = distributed.gather(features)
     if not distributed.is_main:
         return None

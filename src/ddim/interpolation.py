@@ -28,9 +28,13 @@ def slerp(start: torch.Tensor, end: torch.Tensor, fractions: torch.Tensor) -> to
 
 @torch.no_grad()
 def interpolate(model: DiffusionModel, *, seed: int, start_index: int, end_index: int, frames: int, steps: int,
-                device: torch.device | str = "cpu", speed: Speed | None = None) -> torch.Tensor:
-    """[0, 1] images (frames, 3, S, S) from noises slerped between image ``start_index`` and ``end_index`` of ``seed``."""
+                device: torch.device | str = "cpu", speed: Speed | None = None, label: int | None = None,
+                guidance: float = 1.0) -> torch.Tensor:
+    """[0, 1] images (frames, 3, S, S) from noises slerped between image ``start_index`` and ``end_index`` of ``seed``
+    (of class ``label`` with ``guidance``, for a conditional model)."""
     size = model.config.image_size
     latents, _ = initial_noise(seed, [start_index, end_index], (3, size, size), device)
     path = slerp(latents[0], latents[1], torch.linspace(0, 1, frames))
-    return model.generate(path.to(device), steps=steps, sampler="ddim", speed=speed).float().cpu()
+    labels = None if label is None else [label] * frames
+    return model.generate(path.to(device), steps=steps, sampler="ddim", speed=speed, labels=labels,
+                          guidance=guidance).float().cpu()

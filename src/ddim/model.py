@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .classes import require_conditional
 from .config import ModelConfig
 from .diffusion import Denoiser, Schedule, make_denoiser
 from .network import UNet
@@ -44,37 +45,47 @@ class DiffusionModel(nn.Module):
     @property
     def class_names(self) -> tuple[str, ...]:
         """The classes a conditional model can draw, by index; ``()`` for an unconditional model."""
-        return tuple(getattr(self.config, "class_names", ()))
+        return self.config.class_names
 
     @property
     def schedule(self) -> Schedule:
         """The noise schedule the model was trained with."""
         return Schedule(self.config.min_signal_rate, self.config.max_signal_rate)
 
-    def denoiser(self, ema: bool = True, speed: Speed | None = None) -> Denoiser:
+    def denoiser(self, ema: bool = True, speed: Speed | None = None, labels: torch.Tensor | None = None,
+                 guidance: float = 1.0) -> Denoiser:
         """``(noisy_images, noise_rates, signal_rates) -> (pred_noises, pred_images)`` in normalised space,
-        with the network run at ``speed`` (default: eager fp32)."""
+        with the network run at ``speed`` (default: eager fp32); ``labels`` (B,) and ``guidance`` steer a
+        conditional network (classifier-free guidance)."""
         network = self.ema_network if ema else self.network
+        if labels is not None:
+            require_conditional(self.class_names)
         if speed is None:
-            return make_denoiser(network, self.config.prediction)
+            return make_denoiser(network, self.config.prediction, labels=labels, guidance=guidance)
         if speed.compile_mode is not None:  # compiled once per network and mode, kept with the model
             key = ("ema_network" if ema else "network", speed.compile_mode)
             if key not in self._compiled:
                 self._compiled[key] = speed.compile(network)
             network = self._compiled[key]
-        return make_denoiser(network, self.config.prediction, speed.autocast, speed.memory_format())
+        return make_denoiser(network, self.config.prediction, speed.autocast, speed.memory_format(), labels=labels,
+                             guidance=guidance)
 
     @torch.no_grad()
     def generate(self, latents: torch.Tensor, *, steps: int, sampler: str = "ddim", speed: Speed | None = None,
-                 callback: StepCallback | None = None, **sampler_options) -> torch.Tensor:
-        """Images in [0, 1], (B, 3, S, S), from starting noise ``latents`` with the EMA network.
+                 callback: StepCallback | None = None, labels: torch.Tensor | Sequence[int] | None = None,
+                 guidance: float = 1.0, **sampler_options) -> torch.Tensor:
+        """Images in [0, 1], (B, 3, S, S), from starting noise ``latents`` with the EMA network; ``labels``
+        (one class index per image) and ``guidance`` for a conditional model.
 
         Does not change any module's train/eval mode: the EMA network is always in eval mode.
         """
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)}")
-        images = SAMPLERS[sampler](self.denoiser(ema=True, speed=speed), latents, steps=steps,
-                                   schedule=self.schedule, callback=callback, **sampler_options)
+        if labels is not None:
+            labels = torch.as_tensor(labels, dtype=torch.long, device=latents.device)
+        denoiser = self.denoiser(ema=True, speed=speed, labels=labels, guidance=guidance)
+        images = SAMPLERS[sampler](denoiser, latents, steps=steps, schedule=self.schedule, callback=callback,
+                                   **sampler_options)
         return self.normalizer.denormalize(images)
 
 
@@ -82,17 +93,22 @@ class DiffusionModel(nn.Module):
 def generate_images(model: DiffusionModel, *, seed: int, indices: Sequence[int], steps: int,
                     batch_size: int = 256, sampler: str = "ddim", device: torch.device | str = "cpu",
                     speed: Speed | None = None, progress: Callable[[int], None] | None = None,
-                    **sampler_options) -> torch.Tensor:
-    """Images ``indices`` of ``seed`` as [0, 1] floats on the CPU, (N, 3, S, S), in batches.
+                    labels: Sequence[int] | None = None, guidance: float = 1.0, **sampler_options) -> torch.Tensor:
+    """Images ``indices`` of ``seed`` as [0, 1] floats on the CPU, (N, 3, S, S), in batches; ``labels``: the class
+    of each image (a conditional model), drawn with classifier-free ``guidance``.
 
     Image k of seed s starts from its own noise, so it is identical whatever ``batch_size`` is.
     """
     size = model.config.image_size
+    if labels is not None and len(labels) != len(indices):
+        raise ValueError(f"{len(labels)} labels for {len(indices)} images")
     chunks = []
     for start in range(0, len(indices), batch_size):
         batch_indices = list(indices[start:start + batch_size])
         latents, noise = initial_noise(seed, batch_indices, (3, size, size), device)
-        images = model.generate(latents, steps=steps, sampler=sampler, speed=speed, noise=noise, **sampler_options)
+        batch_labels = None if labels is None else list(labels[start:start + batch_size])
+        images = model.generate(latents, steps=steps, sampler=sampler, speed=speed, noise=noise, labels=batch_labels,
+                                guidance=guidance, **sampler_options)
         chunks.append(images.float().cpu())
         if progress is not None:
             progress(len(batch_indices))

@@ -18,6 +18,7 @@ from .config import ModelConfig
 
 KERAS_BN_MOMENTUM = 0.99
 KERAS_BN_EPSILON = 1e-3
+NO_CLASS = -1  #: the label that asks a conditional network for its unconditional prediction
 
 
 def sinusoidal_embedding(
@@ -90,12 +91,25 @@ class UpBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """``network(noisy_images, noise_variances)``: (B, 3, H, W), (B, 1, 1, 1) -> predicted (B, 3, H, W)."""
+    """``network(noisy_images, noise_variances, labels=None)``: (B, 3, H, W), (B, 1, 1, 1) -> predicted (B, 3, H, W).
+
+    A conditional network (``config.conditional``) adds a learned embedding of the class label, (B,) integers
+    with :data:`NO_CLASS` (or ``labels=None``) for "any class", to the noise embedding. The embedding starts as
+    PyTorch's default N(0, 1), on the scale of the sinusoidal features: classes are told apart from the first
+    step (a zero start learns them several times more slowly).
+    """
 
     def __init__(self, config: ModelConfig = ModelConfig()) -> None:
         super().__init__()
         self.config = config
         widths, depth = config.widths, config.block_depth
+        self.num_classes = len(config.class_names)
+        if config.conditional:
+            if not self.num_classes:
+                raise ValueError("a conditional network needs its class names (model.class_names is empty; training "
+                                 "reads them from the data)")
+            self.class_embedding = nn.Embedding(self.num_classes + 1, config.embedding_dims)  # last: no class
+            nn.init.normal_(self.class_embedding.weight)
         self.input_conv = _keras_conv(3, widths[0], 1)
         channels = widths[0] + config.embedding_dims
         self.down_blocks = nn.ModuleList()
@@ -113,10 +127,18 @@ class UNet(nn.Module):
         nn.init.zeros_(self.output_conv.weight)
         nn.init.zeros_(self.output_conv.bias)
 
-    def forward(self, noisy_images: torch.Tensor, noise_variances: torch.Tensor) -> torch.Tensor:
+    def forward(self, noisy_images: torch.Tensor, noise_variances: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
         config = self.config
         embedding = sinusoidal_embedding(noise_variances, config.embedding_dims, config.embedding_min_frequency,
                                          config.embedding_max_frequency)  # (B, E, 1, 1)
+        if config.conditional:
+            if labels is None:
+                labels = torch.full((noisy_images.shape[0],), NO_CLASS, device=noisy_images.device)
+            tokens = torch.where(labels < 0, self.num_classes, labels)  # (B,): NO_CLASS -> the last row
+            embedding = embedding + self.class_embedding(tokens).view(*embedding.shape)  # (B, E, 1, 1)
+        elif labels is not None:
+            raise ValueError("this network is unconditional: it takes no class labels")
         embedding = embedding.to(noisy_images.dtype).expand(-1, -1, *noisy_images.shape[2:])  # (B, E, H, W)
         x = torch.cat([self.input_conv(noisy_images), embedding], dim=1)  # (B, widths[0] + E, H, W)
         skips: list[torch.Tensor] = []

@@ -19,14 +19,37 @@ def grid_columns(count: int) -> int:
     return max(1, math.ceil(math.sqrt(count)))
 
 
-def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, caption: str | None = None) -> Path:
-    """Save [0, 1] images (N, 3, H, W) as one PNG grid with 2-pixel gaps, and ``caption`` in a strip below."""
+def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, caption: str | None = None,
+              row_labels: Sequence[str] | None = None) -> Path:
+    """Save [0, 1] images (N, 3, H, W) as one PNG grid with 2-pixel gaps, ``row_labels`` (one per row) in a column
+    on the left, and ``caption`` in a strip below."""
     grid = make_grid(images.float().cpu(), nrow=columns or grid_columns(len(images)), padding=2, pad_value=1.0)
+    if row_labels:
+        grid = with_row_labels(grid, row_labels, images.shape[-2])
     if caption:
         grid = with_caption(grid, caption)
     with atomic_path(path) as temporary:  # never a half-written grid
         save_image(grid, temporary)
     return Path(path)
+
+
+def with_row_labels(grid: torch.Tensor, labels: Sequence[str], image_height: int, width: int = 96) -> torch.Tensor:
+    """A [0, 1] grid (3, H, W) with a white column of ``width`` px on its left holding each row's label, wrapped."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line_height = font.getbbox("Ag")[3] + 2
+    column = Image.new("RGB", (width, grid.shape[-2]), "white")
+    draw = ImageDraw.Draw(column)
+    for row, label in enumerate(labels):
+        lines = textwrap.wrap(label, max(4, int((width - 4) / max(font.getlength("x"), 1))))
+        lines = lines[:max(1, image_height // line_height)]
+        top = 2 + row * (image_height + 2) + max(0, (image_height - line_height * len(lines)) // 2)
+        for index, line in enumerate(lines):
+            draw.text((2, top + index * line_height), line, fill="black", font=font)
+    pixels = torch.from_numpy(np.asarray(column).copy()).permute(2, 0, 1).float() / 255.0
+    return torch.cat([pixels, grid], dim=2)
 
 
 def with_caption(grid: torch.Tensor, caption: str) -> torch.Tensor:

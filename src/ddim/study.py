@@ -12,7 +12,8 @@ import numpy as np
 from .data import ImageSplits
 from .files import atomic_path
 from .reports import kid_label, line_style, save_figure, set_titles
-from .evaluation import Progress, feature_metrics, generated_features, reference_features
+from .evaluation import (Progress, conditioning_labels, feature_metrics, generated_features, reference_features,
+                         reference_splits)
 from .metrics.inception import InceptionFeatures
 from .model import DiffusionModel
 from .samplers import network_evaluations, steps_for_evaluations
@@ -34,14 +35,19 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
               seed: int = 0, reference: str = "validation", subsets: int = 50, subset_size: int = 1000,
               batch_size: int = 256, kid_batch_size: int = 64, speed: Speed | None = None,
               progress: Progress | None = None, report: Callable[[str], None] | None = None,
-              checkpoint: str | Path = "") -> list[dict[str, Any]]:
+              checkpoint: str | Path = "", label: int | None = None, guidance: float = 1.0) -> list[dict[str, Any]]:
     """One row per (sampler, evaluations) point that the sampler can hit exactly; the same seed everywhere.
 
     Each row also says what was measured and how: ``checkpoint``, the Inception size (``kid_size``), the
-    images generated (``num``) and real (``num_real``), the reference set, the KID subsets and the seed.
+    images generated (``num``) and real (``num_real``), the reference set, the KID subsets and the seed; a
+    conditional model's rows add the class (``label``'s, or "all" in turn) and the ``guidance`` weight.
     """
+    splits = reference_splits(splits, label)
     real, _ = reference_features(splits, reference, extractor, progress=progress)
     count = num or len(real)
+    labels = conditioning_labels(model, splits, reference, count, label)
+    condition = {} if labels is None else {
+        "class": "all" if label is None else model.class_names[label], "guidance": guidance}
     rows = []
     for name, options in samplers:
         for target in evaluations:
@@ -52,14 +58,14 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
             update = progress(f"{sampler_label(name, options)}, {target} evaluations", count) if progress else None
             generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
                                            sampler_options=options, batch_size=batch_size, speed=speed,
-                                           progress=update)
+                                           progress=update, labels=labels, guidance=guidance)
             metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
                                       kid_batch_size=kid_batch_size)
             row = {"checkpoint": str(checkpoint), "sampler": sampler_label(name, options), "steps": steps,
                    "evaluations": network_evaluations(name, steps), **metrics,
                    "kid_size": extractor.image_size, "num": count, "num_real": len(real), "reference": reference,
                    "subsets": subsets, "subset_size": subset_size, "seed": seed,
-                   "seconds": time.perf_counter() - started}
+                   "seconds": time.perf_counter() - started, **condition}
             rows.append(row)
             if report is not None:
                 report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "

@@ -129,7 +129,8 @@ def _train_epoch(run: TrainingRun, epoch: int, last: int, hooks: Callbacks,
     since_log, started = 0, time.perf_counter()
     logged_at = started
     for index in range(first, last):
-        losses = run.train_step(run.batches.images(order[index]), run.noise_generator, state.step + 1)
+        losses = run.train_step(run.batches.images(order[index]), run.noise_generator, state.step + 1,
+                                run.batches.labels(order[index]))
         run.nonfinite |= ~torch.isfinite(losses).all()
         running += losses.double()
         run.epoch_totals += losses.double()
@@ -165,7 +166,9 @@ def _end_epoch(run: TrainingRun, epoch: int, seconds: float, steps_done: int) ->
     if run.kid_extractor is not None and (epoch + 1) % train.kid_every == 0:
         kid = seed_kid(run.model, run.kid_extractor, run.kid_real, count=run.validation.count, steps=train.kid_steps,
                        seed=mix_seed(train.seed, EVALUATION), batch_size=train.kid_batch_size,
-                       generation_batch_size=train.eval_batch_size, speed=run.speed, distributed=distributed)
+                       generation_batch_size=train.eval_batch_size, speed=run.speed, distributed=distributed,
+                       labels=run.validation.label_data.tolist() if run.validation.label_data is not None else None,
+                       guidance=train.guidance)
         if kid is not None:
             row["val_kid"] = kid
     row["seconds"] = seconds

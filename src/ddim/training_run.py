@@ -8,6 +8,7 @@ the newest readable checkpoint after checking that the configuration continues t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import warnings
@@ -33,7 +34,7 @@ from .training_step import LOSS_NAMES, TrainStep, build_optimizer
 # Settings that fix what a run computes: a resume may not change them (epochs, max_steps, device,
 # logging and checkpoint cadence may change).
 RESUME_FIXED = {"data": ("split_seed", "train_fraction", "repeats", "train_images", "validation_images"),
-                "train": ("batch_size", "seed", "loss", "ema", "ema_warmup")}
+                "train": ("batch_size", "seed", "loss", "ema", "ema_warmup", "class_dropout")}
 Progress = Callable[[str, int], Callable[[int], None]]
 
 
@@ -156,10 +157,12 @@ def _build(config: RunConfig, run_dir: Path, resume: bool, splits: ImageSplits |
         kid_extractor = load_inception(train.inception_weights, train.kid_image_size, device)
     if splits is None:
         splits = _load_images(config, distributed, progress)
+    config = with_classes(config, splits)
+    conditional = config.model.conditional
     try:
         batches = TrainBatches(splits.train, batch_size=train.batch_size, repeats=config.data.repeats,
                                seed=train.seed, device=device, rank=distributed.rank,
-                               world_size=distributed.world_size)
+                               world_size=distributed.world_size, labels=splits.train_labels if conditional else None)
     except ValueError as error:
         raise TrainingError(f"--batch-size {train.batch_size} is too large for this data: {error}") from error
     with torch.random.fork_rng(devices=[]):
@@ -179,7 +182,8 @@ def _build(config: RunConfig, run_dir: Path, resume: bool, splits: ImageSplits |
         optimizer=optimizer, train_step=TrainStep(model, optimizer, config, speed, network=network,
                                                   distributed=distributed),
         noise_generator=generator(train.seed, TRAINING_NOISE, distributed.rank, device=device), batches=batches,
-        validation=DeviceImages(splits.validation, device), kid_extractor=kid_extractor, kid_real=None,
+        validation=DeviceImages(splits.validation, device, splits.validation_labels if conditional else None),
+        kid_extractor=kid_extractor, kid_real=None,
         state=ckpt.TrainState(), epoch_totals=torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=device),
         nonfinite=torch.zeros((), dtype=torch.bool, device=device), data_fingerprint=data_fingerprint(splits),
         lock=lock, notices=[])
@@ -190,6 +194,22 @@ def _build(config: RunConfig, run_dir: Path, resume: bool, splits: ImageSplits |
     if distributed.is_main:
         config.save(run_dir / "config.json")
     return run
+
+
+def with_classes(config: RunConfig, splits: ImageSplits) -> RunConfig:
+    """A conditional run's config with the data's class names recorded (a resumed run's must be the same)."""
+    model = config.model
+    if not model.conditional:
+        return config
+    if splits.train_labels is None or not splits.class_names:
+        raise TrainingError(f"--conditional needs class labels, and {splits.folder} has none: use the Flowers 102 "
+                            "layout or one subfolder per class")
+    if model.class_names and model.class_names != splits.class_names:
+        changed = next((f"class {i} is {a!r} there, {b!r} in the data" for i, (a, b)
+                        in enumerate(zip(model.class_names, splits.class_names)) if a != b),
+                       f"{len(model.class_names)} classes there, {len(splits.class_names)} in the data")
+        raise TrainingError(f"the configuration's classes differ from those of {splits.folder}: {changed}")
+    return dataclasses.replace(config, model=dataclasses.replace(model, class_names=splits.class_names))
 
 
 def data_fingerprint(splits: ImageSplits) -> str:
@@ -208,7 +228,7 @@ def _load_images(config: RunConfig, distributed: Distributed, progress: Progress
     with warnings.catch_warnings():  # upscaled images are reported with the run's notices instead
         warnings.simplefilter("ignore", DataWarning)
         splits = load_splits(config.data, config.model.image_size, skip_unreadable=config.data.skip_unreadable,
-                             progress=progress if distributed.is_main else None)
+                             classes=config.model.conditional, progress=progress if distributed.is_main else None)
     if distributed.is_main:
         distributed.barrier()
     return splits

@@ -16,6 +16,7 @@ from .distributed import Distributed
 from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
 from .ema import ema_decay, update_ema
 from .model import DiffusionModel
+from .network import NO_CLASS
 from .seeding import VALIDATION_NOISE, generator
 from .speed import Speed
 
@@ -29,15 +30,23 @@ def draw_noise(images: torch.Tensor, generator: torch.Generator) -> tuple[torch.
     return noises, diffusion_times
 
 
+def drop_labels(labels: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """``labels`` with each replaced by :data:`NO_CLASS` with ``probability`` (classifier-free guidance's training:
+    one network learns the conditional and the unconditional prediction)."""
+    dropped = torch.rand(labels.shape, generator=generator, device=labels.device) < probability
+    return torch.where(dropped, torch.full_like(labels, NO_CLASS), labels)
+
+
 def diffusion_losses(model: DiffusionModel, images: torch.Tensor, noises: torch.Tensor,
                      diffusion_times: torch.Tensor, config: RunConfig, *, ema: bool = False,
-                     network: nn.Module | None = None) -> torch.Tensor:
+                     network: nn.Module | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
     """``[loss, noise_loss, image_loss]`` for [0, 1] images noised to ``diffusion_times``.
 
     ``loss`` is what is optimised (the error on the network's prediction target); the noise and image
     losses are the errors on the implied noise and clean image (for the Keras example, loss == noise_loss).
     Everything outside the network is fp32, also under autocast. ``network`` overrides the model's
-    trained network (e.g. its DistributedDataParallel wrapper); ``ema`` selects the EMA network.
+    trained network (e.g. its DistributedDataParallel wrapper); ``ema`` selects the EMA network. ``labels``: the
+    images' classes (conditional models).
     """
     target_kind, kind = config.model.prediction, config.train.loss
     images = model.normalizer.normalize(images)
@@ -45,7 +54,8 @@ def diffusion_losses(model: DiffusionModel, images: torch.Tensor, noises: torch.
     noisy_images = add_noise(images, noises, noise_rates, signal_rates)
     if network is None:
         network = model.ema_network if ema else model.network
-    output = network(noisy_images, noise_rates**2).float()
+    output = (network(noisy_images, noise_rates**2) if labels is None
+              else network(noisy_images, noise_rates**2, labels)).float()
     target = prediction_target(target_kind, images, noises, noise_rates, signal_rates)
     pred_noises, pred_images = split_prediction(target_kind, output, noisy_images, noise_rates, signal_rates)
     return torch.stack([regression_loss(kind, output, target), regression_loss(kind, pred_noises, noises),
@@ -78,9 +88,11 @@ class TrainStep:
             isinstance(m, nn.SyncBatchNorm) for m in model.network.modules())
         self.losses = speed.compile(self._losses)
 
-    def _losses(self, images: torch.Tensor, noises: torch.Tensor, diffusion_times: torch.Tensor) -> torch.Tensor:
+    def _losses(self, images: torch.Tensor, noises: torch.Tensor, diffusion_times: torch.Tensor,
+                labels: torch.Tensor | None) -> torch.Tensor:
         with self.speed.autocast():
-            return diffusion_losses(self.model, images, noises, diffusion_times, self.config, network=self.network)
+            return diffusion_losses(self.model, images, noises, diffusion_times, self.config, network=self.network,
+                                    labels=labels)
 
     def _average_batchnorm_statistics(self) -> None:
         """Per-rank BatchNorm: average the running statistics over ranks, so every rank holds one model."""
@@ -93,15 +105,19 @@ class TrainStep:
             buffer.copy_(flat[offset:offset + buffer.numel()].view_as(buffer))
             offset += buffer.numel()
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator, step: int = 1) -> torch.Tensor:
-        """Train on ``images`` (the ``step``-th update, 1-based, which sets a warming-up EMA's decay)."""
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, step: int = 1,
+                 labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Train on ``images`` (the ``step``-th update, 1-based, which sets a warming-up EMA's decay); ``labels``:
+        their classes (a conditional model; some are dropped to "no class", drawn after the noise)."""
         self.model.network.train()
         noises, diffusion_times = draw_noise(images, generator)
+        if labels is not None:
+            labels = drop_labels(labels, self.config.train.class_dropout, generator)
         memory_format = self.speed.memory_format()
         if self.speed.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         losses = self.losses(images.contiguous(memory_format=memory_format),
-                             noises.contiguous(memory_format=memory_format), diffusion_times)
+                             noises.contiguous(memory_format=memory_format), diffusion_times, labels)
         self.optimizer.zero_grad(set_to_none=True)
         losses[0].backward()
         self.optimizer.step()
@@ -116,7 +132,8 @@ class TrainStep:
 @torch.no_grad()
 def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunConfig, speed: Speed,
                       distributed: Distributed = Distributed()) -> dict[str, float]:
-    """Mean losses of the EMA network over the validation images, with the same noise every epoch.
+    """Mean losses of the EMA network over the validation images, with the same noise every epoch (a conditional
+    model is given every image's class).
 
     Under data parallelism each rank takes every world_size-th batch and the sums are combined;
     each batch's noise comes from its own generator, so the result does not depend on the split.
@@ -132,7 +149,7 @@ def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunC
                                                                device=device))
         with speed.autocast():
             losses = diffusion_losses(model, images.contiguous(memory_format=speed.memory_format()), noises,
-                                      diffusion_times, config, ema=True)
+                                      diffusion_times, config, ema=True, labels=batches.labels(indices))
         totals += losses.double() * len(indices)
     means = (distributed.sum(totals) / batches.count).tolist()
     return {f"val_{name}": value for name, value in zip(LOSS_NAMES, means)}

@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import bench, evaluate, export, interpolate, invert, sample, study, train
+from . import bench, demo, evaluate, export, interpolate, invert, sample, study, train
 
-COMMANDS = (train, sample, evaluate, bench, interpolate, invert, study, export)
+COMMANDS = (train, sample, evaluate, bench, interpolate, invert, study, export, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,7 @@ def _plain_data_warnings(command: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ddim`` command; returns the exit status."""
     from ..checkpoint import CheckpointError
+    from ..classes import ClassError
     from ..data import DataError
     from ..data.dataset import default_cache_dir
     from ..files import WriteError
@@ -61,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     use_compile_cache(default_cache_dir())  # process-wide: torch.compile's caches in ddim's cache folder
     try:
         return args.run(args.parser, args)
+    except ClassError as error:  # a class the model does not know: a usage error, like a bad option value
+        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
+        return 2
     except TrainingInterrupted as stop:
         print(f"ddim {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code

@@ -30,6 +30,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--num", type=options.image_count, default=None,
                         help="images to generate (default: as many as the reference set holds)")
     options.add_sampler(parser)
+    options.add_classes(parser)
+    parser.add_argument("--per-class", action="store_true",
+                        help="conditional models: also KID of each class against that class's real images (as many "
+                        "generated as the class holds, unless --num)")
     parser.add_argument("--seed", type=options.seed, default=0, help="generation seed (default: 0)")
     parser.add_argument("--kid-size", type=int, choices=(75, 299), default=299,
                         help="Inception input size: 299 is the standard protocol, 75 the Keras example's "
@@ -52,9 +56,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from ..checkpoint import load_model
+    from ..classes import require_conditional
     from ..config import DataConfig
     from ..data import load_splits
-    from ..evaluation import EvaluationSettings, evaluate, evaluate_images, read_generated
+    from ..evaluation import EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, read_generated
     from ..metrics.inception import load_inception
 
     if args.num is not None and args.num < 2:
@@ -63,6 +68,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("give either --checkpoint (generate and evaluate) or --generated (evaluate given images)")
     if args.generated is not None and args.data is None:
         parser.error("--generated needs --data: the real images to compare with")
+    if args.generated is not None and (args.classes is not None or args.per_class or args.guidance != 1.0):
+        parser.error("--class, --guidance and --per-class apply to generating from a --checkpoint")
     sampler_options = options.sampler_options(parser, args)
     device, speed = options.resolve_speed_args(args)
     extractor = load_inception(args.inception_weights, args.kid_size, device)
@@ -79,17 +86,29 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         _report(args, settings, results, f"{len(generated)} given images")
         return 0
     model, config, folder = load_model(args.checkpoint, device=device)
+    label = options.class_labels(args, model, f"checkpoint {folder}")
+    if args.per_class:
+        require_conditional(model.class_names, f"checkpoint {folder}")
     data_config = dataclasses.replace(config.data, path=args.data or config.data.path,
                                       cache_dir=args.cache_dir or config.data.cache_dir)
-    splits = load_splits(data_config, config.model.image_size, progress=options.progress_factory(show))
+    splits = load_splits(data_config, config.model.image_size, classes=config.model.conditional,
+                         progress=options.progress_factory(show))
     settings = EvaluationSettings(num=args.num, steps=args.steps, seed=args.seed, sampler=args.sampler,
                                   sampler_options=sampler_options, kid_size=args.kid_size, reference=args.reference,
-                                  subsets=args.subsets, subset_size=args.subset_size, batch_size=args.batch_size)
+                                  subsets=args.subsets, subset_size=args.subset_size, batch_size=args.batch_size,
+                                  label=label[0] if label else None, guidance=args.guidance)
     results = evaluate(model, splits, extractor, settings, cache_dir=args.cache_dir, speed=speed,
                        progress=options.progress_factory(show))
     results = {"checkpoint": str(folder), "speed": speed.describe(), **results}
+    if model.class_names:
+        results["class"] = model.class_names[label[0]] if label else "all, in turn (as the real images')"
+    if args.per_class:
+        results["per_class"] = evaluate_per_class(model, splits, extractor, dataclasses.replace(settings, label=None),
+                                                  cache_dir=args.cache_dir, speed=speed,
+                                                  progress=options.progress_factory(show))
+    condition = f", class {results['class']}, guidance {args.guidance:g}" if model.class_names else ""
     _report(args, settings, results, f"{results['num_generated']} generated with {settings.sampler}, "
-            f"{settings.steps} steps, checkpoint {folder}")
+            f"{settings.steps} steps{condition}, checkpoint {folder}")
     return 0
 
 
@@ -98,5 +117,9 @@ def _report(args: argparse.Namespace, settings, results: dict, what: str) -> Non
     print(f"KID ({args.kid_size} px, {settings.subsets} subsets of {results['kid_subset_size']}): "
           f"{results['kid']:.5f} ± {results['kid_std']:.5f}   FID: {results['fid']:.3f}   "
           f"({what}; vs {results['num_real']} real {settings.reference} images)", file=options.human_output(args))
+    for row in results.get("per_class", []):
+        kid = "too few images" if row["kid"] is None else f"{row['kid']:.5f} ± {row['kid_std']:.5f}"
+        print(f"  class {row['index']:>3} {row['class']:<28} KID {kid}  ({row['num_generated']} generated vs "
+              f"{row['num_real']} real)", file=options.human_output(args))
     if args.json_out:
         options.write_json({"command": "evaluate", **results}, args.json_out)

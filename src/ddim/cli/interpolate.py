@@ -19,6 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pairs", type=options.positive_int, default=4, help="rows of the strip (default: 4)")
     parser.add_argument("--frames", type=options.positive_int, default=9, help="images per row (default: 9)")
     parser.add_argument("--steps", type=options.sampling_steps, default=20, help="DDIM steps (default: 20)")
+    options.add_classes(parser)
     parser.add_argument("--frame-ms", type=options.positive_int, default=120,
                         help="GIF frame duration in milliseconds (default: 120)")
     parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
@@ -40,8 +41,13 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--frames must be at least 2, got {args.frames}")
     device, speed = options.resolve_speed_args(args)
     model, _, folder = load_model(args.checkpoint, device=device)
+    classes = options.class_labels(args, model, f"checkpoint {folder}")
+    label = classes[0] if classes else (0 if model.class_names else None)  # no --class: guidance 0 draws any class
+    if model.class_names and not classes and args.guidance != 0:
+        parser.error(f"checkpoint {folder} is conditional: give --class NAME (or --guidance 0 for any class)")
     rows = [interpolate(model, seed=args.seed, start_index=2 * pair, end_index=2 * pair + 1, frames=args.frames,
-                        steps=args.steps, device=device, speed=speed) for pair in range(args.pairs)]
+                        steps=args.steps, device=device, speed=speed, label=label, guidance=args.guidance)
+            for pair in range(args.pairs)]
     strip = torch.cat(rows)  # (pairs * frames, 3, S, S), row by row
     out = Path(args.out)
     save_grid(strip, out / "interpolation.png", columns=args.frames)
@@ -50,6 +56,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     settings = {"command": "interpolate", "checkpoint": str(folder), "seed": args.seed, "pairs": args.pairs,
                 "frames": args.frames, "steps": args.steps, "sampler": "ddim", "eta": 0.0,
                 "frame_ms": args.frame_ms, "speed": speed.describe(),
+                **({"class": model.class_names[label] if classes else "any (guidance 0)", "guidance": args.guidance}
+                   if model.class_names else {}),
                 "rows": [f"images {2 * pair} -> {2 * pair + 1}" for pair in range(args.pairs)],
                 "files": ["interpolation.png", "interpolation.gif"]}
     options.write_json(settings, out / "interpolate.json")

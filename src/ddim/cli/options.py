@@ -106,6 +106,33 @@ def sampler_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     return {"eta": args.eta} if args.sampler == "ddim" and args.eta else {}
 
 
+def add_classes(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    """``--class`` (one, or several when ``several``) and ``--guidance``, for conditional models."""
+    if several:
+        parser.add_argument("--class", dest="classes", nargs="+", action="extend", default=None, metavar="CLASS",
+                            help="conditional models: the class(es) to draw, by name (any case) or index; several give "
+                            "one grid row each (default: the classes in turn)")
+    else:
+        parser.add_argument("--class", dest="classes", default=None, metavar="CLASS",
+                            help="conditional models: the class to draw, by name (any case) or index")
+    parser.add_argument("--guidance", type=non_negative_float, default=1.0,
+                        help="conditional models: classifier-free guidance weight; 0 ignores the class, 1 is plain "
+                        "conditional, larger follows the class more closely (default: 1)")
+
+
+def class_labels(args: argparse.Namespace, model: Any, source: object) -> list[int] | None:
+    """The class indices ``--class`` asks for (None when not given); an unconditional model refuses ``--class``
+    and ``--guidance`` other than 1 (:class:`ddim.classes.ClassError`)."""
+    from ..classes import ClassError, require_conditional, resolve_classes
+
+    if args.classes is None:
+        if args.guidance != 1.0 and not model.class_names:
+            raise ClassError(f"--guidance applies to conditional models; {source} is unconditional")
+        return None
+    require_conditional(model.class_names, source)
+    return resolve_classes(model.class_names, args.classes, source)
+
+
 def add_progress(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``."""
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -176,7 +203,7 @@ def add_field_options(parser: argparse._ActionsContainer, section_cls: type, pre
     """
     hints = typing.get_type_hints(section_cls)
     for spec in dataclasses.fields(section_cls):
-        if names is not None and spec.name not in names:
+        if (names is not None and spec.name not in names) or not spec.metadata.get("option", True):
             continue
         option, kind = field_option(spec), argument_type(hints[spec.name])
         text = spec.metadata["help"] + ("" if spec.default is None else f" (default: {_shown(spec.default)})")
@@ -185,6 +212,8 @@ def add_field_options(parser: argparse._ActionsContainer, section_cls: type, pre
         else:
             metavar = "yes/no" if kind is yes_no else option[2:].upper().replace("-", "_")
             extra = {"metavar": spec.metadata.get("metavar", metavar)}
+        if kind is yes_no:  # ``--conditional`` alone means yes
+            extra.update(nargs="?", const=True)
         parser.add_argument(option, dest=f"{prefix}.{spec.name}", type=kind, default=argparse.SUPPRESS,
                             help=text.replace("%", "%%"), **extra)
 
@@ -192,7 +221,8 @@ def add_field_options(parser: argparse._ActionsContainer, section_cls: type, pre
 # Every run-config field's option, derived from the dataclasses: (section, field) -> (option, help).
 CONFIG_OPTIONS: dict[tuple[str, str], tuple[str, str]] = {
     (section, spec.name): (field_option(spec), spec.metadata["help"])
-    for section, section_cls in SECTIONS.items() for spec in dataclasses.fields(section_cls)}
+    for section, section_cls in SECTIONS.items() for spec in dataclasses.fields(section_cls)
+    if spec.metadata.get("option", True)}
 
 
 def _versioned(data: Any) -> Any:

@@ -30,8 +30,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                  f"and {SETTINGS_FILE} (the settings). Image k of seed s is the same whatever the "
                                  "batch size.")
     options.add_checkpoint(parser)
-    parser.add_argument("--num", type=options.image_count, default=16, help="number of images (default: 16)")
+    parser.add_argument("--num", type=options.image_count, default=16,
+                        help="number of images, per class when --class is given (default: 16)")
     options.add_sampler(parser)
+    options.add_classes(parser, several=True)
     parser.add_argument("--seed", type=options.seed, default=0, help="generation seed (default: 0)")
     parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
                         help="output folder: new or empty, unless --overwrite is given")
@@ -72,6 +74,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     sampler_options = options.sampler_options(parser, args)
     device, speed = options.resolve_speed_args(args)
     model, config, folder = load_model(args.checkpoint, device=device)
+    classes = options.class_labels(args, model, f"checkpoint {folder}")
+    jobs = image_jobs(args.num, classes, len(model.class_names))  # (image index of the seed, class) per output
+    total = len(jobs)
+    if total > options.MAX_IMAGES:
+        parser.error(f"--num {args.num} x {len(classes or [])} classes = {total} images, more than "
+                     f"{options.MAX_IMAGES}")
     for path in _previous_outputs(out) if out.is_dir() else []:  # only once the checkpoint has loaded
         path.unlink()
     if out.is_dir():
@@ -82,30 +90,51 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     npz = args.format == "npz"
     size = config.model.image_size
-    collected = np.empty((args.num, size, size, 3), dtype=np.uint8) if npz else None  # uint8: 3 bytes a pixel
+    collected = np.empty((total, size, size, 3), dtype=np.uint8) if npz else None  # uint8: 3 bytes a pixel
     progress = options.progress_factory(not args.no_progress)(
-        f"sampling {args.num} images ({args.sampler}, {args.steps} steps)", args.num)
+        f"sampling {total} images ({args.sampler}, {args.steps} steps)", total)
     shown = []  # the grid shows the first GRID_IMAGES; the rest is written (or packed as uint8) batch by batch
-    for start in range(0, args.num, args.batch_size):
-        indices = range(start, min(start + args.batch_size, args.num))
-        images = generate_images(model, seed=args.seed, indices=indices, steps=args.steps,
+    for start in range(0, total, args.batch_size):
+        batch = jobs[start:start + args.batch_size]
+        labels = [label for _, label in batch] if model.class_names else None
+        images = generate_images(model, seed=args.seed, indices=[index for index, _ in batch], steps=args.steps,
                                  batch_size=args.batch_size, sampler=args.sampler, device=device, speed=speed,
-                                 progress=progress, **sampler_options)
+                                 progress=progress, labels=labels, guidance=args.guidance, **sampler_options)
         if collected is not None:
             collected[start:start + len(images)] = to_uint8(images).permute(0, 2, 3, 1).numpy()
         else:
             save_images(images, out, start=start)
         shown.append(images[:max(0, GRID_IMAGES - start)])
+    job_labels = np.asarray([-1 if label is None else label for _, label in jobs], dtype=np.int64)
     if collected is not None:
         with atomic_path(out / NPZ_FILE) as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, images=collected)
-    save_grid(torch.cat(shown), out / GRID_FILE)
-    written = NPZ_FILE if npz else f"image_00000.png ... image_{args.num - 1:05d}.png"
+            np.savez(handle, images=collected, **({"labels": job_labels} if model.class_names else {}))
+    grid = torch.cat(shown)
+    if classes:  # one labelled row per class (the rows that fit in the grid)
+        rows = min(len(classes), max(1, GRID_IMAGES // args.num))
+        save_grid(grid[:rows * args.num], out / GRID_FILE, columns=args.num,
+                  row_labels=[model.class_names[c] for c in classes[:rows]])
+    else:
+        save_grid(grid, out / GRID_FILE)
+    written = NPZ_FILE if npz else f"image_00000.png ... image_{total - 1:05d}.png"
     settings = {"command": "sample", "checkpoint": str(folder), "num": args.num, "steps": args.steps,
                 "seed": args.seed, "sampler": args.sampler, "eta": args.eta, "format": args.format,
                 "batch_size": args.batch_size, "image_size": size, "speed": speed.describe(), "images": written,
-                "grid": f"{GRID_FILE} (the first {min(args.num, GRID_IMAGES)} images; not a sample)"}
+                "grid": f"{GRID_FILE} (the first {min(total, GRID_IMAGES)} images; not a sample)"}
+    if model.class_names:
+        settings.update(guidance=args.guidance, classes=[
+            {"class": model.class_names[c], "index": c, "images": f"{k * args.num} .. {(k + 1) * args.num - 1}"}
+            for k, c in enumerate(classes)] if classes else "in turn: image k has class k mod "
+            f"{len(model.class_names)}", class_names=list(model.class_names))
     options.write_json(settings, out / SETTINGS_FILE)
-    print(f"wrote {args.num} images ({written}), {GRID_FILE} and {SETTINGS_FILE} to {out} "
+    print(f"wrote {total} images ({written}), {GRID_FILE} and {SETTINGS_FILE} to {out} "
           f"({args.sampler}, {args.steps} steps; checkpoint {folder})")
     return 0
+
+
+def image_jobs(num: int, classes: list[int] | None, num_classes: int) -> list[tuple[int, int | None]]:
+    """(image index of the seed, class) of every output image: ``num`` per asked class (the same noises in every
+    class), or images 0 .. num - 1 with the classes in turn (a conditional model) or no class."""
+    if classes:
+        return [(index, label) for label in classes for index in range(num)]
+    return [(index, index % num_classes if num_classes else None) for index in range(num)]

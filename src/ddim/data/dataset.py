@@ -40,13 +40,14 @@ class ImageSplits:
 
     train: np.ndarray
     validation: np.ndarray
-    train_labels: np.ndarray | None
+    train_labels: np.ndarray | None  # class index per image (0-based, into class_names), None without classes
     validation_labels: np.ndarray | None
     folder: Path
     layout: str  # "flowers102" or "folder"
     fingerprint: str  # identifies files, split and preprocessing (for reference-feature caches)
     skipped: tuple[str, ...] = ()  # unreadable files left out (only with skip_unreadable)
     upscaled: int = 0  # images of train + validation smaller than the image size, so upscaled
+    class_names: tuple[str, ...] = ()  # the classes, by label (Flowers 102's names, or the folder's subfolders)
 
 
 def resolve_data_folder(path: str, cache_dir: Path) -> Path:
@@ -95,12 +96,46 @@ def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: 
     return images, kept_array, upscaled, key
 
 
-def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = False,
+def folder_classes(folder: Path, files: list[Path]) -> tuple[tuple[str, ...], np.ndarray]:
+    """Class names and a label per file for a folder with one subfolder per class (torchvision's ImageFolder
+    convention: the classes are the subfolders holding images, sorted by name)."""
+    top = [path.relative_to(folder).parts for path in files]
+    loose = [files[i] for i, parts in enumerate(top) if len(parts) == 1]
+    if loose:
+        raise DataError(f"{folder} holds {len(loose)} images outside class subfolders (e.g. {loose[0].name}); "
+                        "class-conditional training needs one subfolder per class (ImageFolder convention)")
+    names = tuple(sorted({parts[0] for parts in top}))
+    if len(names) < 2:
+        raise DataError(f"{folder} has {len(names)} class subfolder ({', '.join(names)}); class-conditional training "
+                        "needs at least two classes, one subfolder each")
+    index = {name: i for i, name in enumerate(names)}
+    return names, np.asarray([index[parts[0]] for parts in top], dtype=np.int64)
+
+
+def stratified_split(labels: np.ndarray, names: tuple[str, ...], seed: int, fraction: float,
+                     folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of each class shuffled with ``seed`` and cut at ``fraction`` (at least one on each side), so every
+    class is on both sides; each side is then shuffled, so its first N images mix the classes."""
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for label, name in enumerate(names):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        if rows.size < 2:
+            raise DataError(f"class {name!r} in {folder} has {rows.size} readable image; every class needs at least "
+                            "two, one for training and one for validation")
+        cut = min(max(int(round(rows.size * fraction)), 1), rows.size - 1)
+        train.append(rows[:cut])
+        validation.append(rows[cut:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(validation))
+
+
+def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = False, classes: bool = False,
                 progress: Callable[[str, int], Callable[[int], None]] | None = None) -> ImageSplits:
     """Resolve, decode (or read from cache) and split the images that ``config.path`` names.
 
     Images smaller than ``image_size`` are upscaled; their number is in ``upscaled`` and said once
-    as a :class:`DataWarning`.
+    as a :class:`DataWarning`. ``classes``: a plain folder must have one subfolder per class, and is split
+    class by class (Flowers 102 always carries its labels, and its split keeps every class on both sides).
     """
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     folder = resolve_data_folder(config.path, cache_dir)
@@ -114,7 +149,11 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
         train_ids = train_ids[position[train_ids] >= 0]
         validation_ids = validation_ids[position[validation_ids] >= 0]
         train_rows, validation_rows = position[train_ids], position[validation_ids]
-        train_labels, validation_labels = index.labels[train_ids - 1], index.labels[validation_ids - 1]
+        names = flowers.class_names()
+        if classes and (index.labels.min() < 1 or index.labels.max() > len(names)):
+            raise DataError(f"{folder / 'imagelabels.mat'}: labels must be 1..{len(names)} (the Flowers 102 classes), "
+                            f"found {index.labels.min()}..{index.labels.max()}")
+        train_labels, validation_labels = index.labels[train_ids - 1] - 1, index.labels[validation_ids - 1] - 1
         layout = "flowers102"
     else:
         files = list_images(folder)
@@ -122,10 +161,17 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
             raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
                             "or the Oxford Flowers 102 layout jpg/ + imagelabels.mat + setid.mat)")
         images, kept, upscaled, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
-        order = np.random.default_rng(config.split_seed).permutation(kept.size)
-        cut = int(round(kept.size * config.train_fraction))
-        train_rows, validation_rows = np.sort(order[:cut]), np.sort(order[cut:])
-        train_labels = validation_labels = None
+        names, train_labels, validation_labels = (), None, None
+        if classes:
+            names, labels = folder_classes(folder, files)
+            labels = labels[kept]
+            train_rows, validation_rows = stratified_split(labels, names, config.split_seed, config.train_fraction,
+                                                           folder)
+            train_labels, validation_labels = labels[train_rows], labels[validation_rows]
+        else:
+            order = np.random.default_rng(config.split_seed).permutation(kept.size)
+            cut = int(round(kept.size * config.train_fraction))
+            train_rows, validation_rows = np.sort(order[:cut]), np.sort(order[cut:])
         layout = "folder"
     if config.train_images is not None:
         train_rows = train_rows[: config.train_images]
@@ -142,7 +188,8 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
         warnings.warn(f"{small} of {len(train_rows) + len(validation_rows)} images from {folder} are smaller than "
                       f"{image_size}x{image_size} px and were upscaled", DataWarning, stacklevel=2)
     split_key = hashlib.sha1(f"{key}:{config.split_seed}:{config.train_fraction}:{config.train_images}:"
-                             f"{config.validation_images}".encode()).hexdigest()
+                             f"{config.validation_images}{':classes' if classes and layout == 'folder' else ''}"
+                             .encode()).hexdigest()
     return ImageSplits(train=images[train_rows], validation=images[validation_rows], train_labels=train_labels,
                        validation_labels=validation_labels, folder=folder, layout=layout,
-                       fingerprint=split_key, skipped=skipped, upscaled=small)
+                       fingerprint=split_key, skipped=skipped, upscaled=small, class_names=names)

@@ -89,6 +89,13 @@ def read_index(folder: Path) -> FlowersIndex:
     return FlowersIndex(labels=labels, splits=splits)
 
 
+def class_names() -> tuple[str, ...]:
+    """The 102 category names, by label - 1 (torchvision's ``Flowers102.classes``)."""
+    from torchvision.datasets import Flowers102
+
+    return tuple(Flowers102.classes)
+
+
 def seed_split(index: FlowersIndex, split_seed: int, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """The Keras example's split as 1-based ids: ``train[:80%]+validation[:80%]+test[:80%]`` and the rest.
 

@@ -15,27 +15,36 @@ from ..seeding import DATA_ORDER, generator
 
 
 class DeviceImages:
-    """uint8 images held on ``device``; ``images(indices)`` gives [0, 1] float batches."""
+    """uint8 images (and their class labels, if any) held on ``device``; ``images(indices)`` gives [0, 1] float
+    batches, ``labels(indices)`` their labels (None without labels)."""
 
-    def __init__(self, images: np.ndarray, device: torch.device | str = "cpu") -> None:
+    def __init__(self, images: np.ndarray, device: torch.device | str = "cpu", labels: np.ndarray | None = None) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+        if labels is not None and labels.shape != (images.shape[0],):
+            raise ValueError(f"expected one label per image ({images.shape[0]}), got shape {labels.shape}")
         self.count = images.shape[0]
         self.device = torch.device(device)
         # (N, H, W, 3) -> (N, 3, H, W), kept as uint8: a quarter of float32's memory
         self.data = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(self.device)
+        self.label_data = None if labels is None else torch.as_tensor(labels, dtype=torch.long).to(self.device)
 
     def images(self, indices: torch.Tensor) -> torch.Tensor:
         """[0, 1] float32 images (B, 3, H, W) for a batch of indices."""
         return self.data[indices].float().div_(255.0)
+
+    def labels(self, indices: torch.Tensor) -> torch.Tensor | None:
+        """The class labels (B,) of a batch of indices, or None for images without labels."""
+        return None if self.label_data is None else self.label_data[indices]
 
 
 class TrainBatches(DeviceImages):
     """Epochs of shuffled index batches over the train images held on ``device``."""
 
     def __init__(self, images: np.ndarray, *, batch_size: int, repeats: int, seed: int,
-                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1) -> None:
-        super().__init__(images, device)
+                 device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
+                 labels: np.ndarray | None = None) -> None:
+        super().__init__(images, device, labels)
         if batch_size % world_size != 0:
             raise ValueError(f"batch size {batch_size} is not divisible by the {world_size} processes")
         self.batch_size, self.repeats, self.seed = batch_size, repeats, seed

@@ -1,0 +1,52 @@
+"""Serving the page: on 127.0.0.1 unless told otherwise, until Ctrl-C, its downloads in a folder removed at the end."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..model import DiffusionModel
+from ..signals import StopRequests
+from . import require_gradio
+from .app import CSS, build_app
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+class PortUnavailable(RuntimeError):
+    """The host and port to serve on cannot be bound (taken, or not an address of this machine)."""
+
+
+def launch(model: DiffusionModel, folder: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+           quiet: bool = True) -> tuple[Any, str]:
+    """Build the page for ``model`` and serve it on ``host:port`` in a background thread; returns (the Gradio
+    app, its URL). ``app.close()`` stops it."""
+    gr = require_gradio()
+    app = build_app(model, folder)
+    app.queue(default_concurrency_limit=1)
+    try:
+        _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet,
+                               inbrowser=False, share=False, ssr_mode=False, mcp_server=False, show_error=False,
+                               footer_links=["api"], allowed_paths=[str(folder)], css=CSS,
+                               theme=gr.themes.Default())
+    except OSError as error:
+        raise PortUnavailable(f"cannot serve on {host}:{port}: the port is taken or the address is not one of "
+                              "this machine's; choose another with --port or --host") from error
+    return app, url
+
+
+def serve(model: DiffusionModel, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the page until Ctrl-C (or SIGTERM); the files it offered for download are removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="ddim-demo-") as folder:
+        app, url = launch(model, Path(folder), host=host, port=port)
+        print(f"ddim demo: serving {getattr(model, 'source', 'the model')} on {url} (Ctrl-C stops it)", flush=True)
+        try:
+            with StopRequests() as stop:  # Ctrl-C or SIGTERM: stop serving, then remove the files
+                while stop.requested is None and app.is_running:
+                    time.sleep(0.1)
+        finally:
+            app.close()
+        print(f"ddim demo: stopped ({stop.requested or 'server closed'})", flush=True)
