@@ -1,7 +1,7 @@
 """Class-conditional training end to end on a two-class toy set, and the share of images of the asked class
 against the guidance weight: what tests/test_conditional.py asserts, as a table.
 
-    .venv/bin/python scripts/guidance_check.py [--steps 300] [--num 48] [--out /tmp/guidance-check]
+    .venv/bin/python scripts/guidance_check.py [--steps 400] [--num 48] [--out /tmp/guidance-check]
 
 Trains through ``ddim train --conditional`` on red discs and blue squares (16 px, one subfolder per class), then
 draws ``--num`` images of each class with ``ddim sample --class ... --guidance W`` and reads each image's class from
@@ -27,7 +27,7 @@ WEIGHTS = (0.0, 1.0, 2.0, 3.0, 5.0)
 
 def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="training steps (default: 300, as the test)")
+    parser.add_argument("--steps", type=int, default=400, help="training steps (default: 400, as the test)")
     parser.add_argument("--num", type=int, default=48, help="images per class and weight (default: 48)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/guidance-check"), help="work folder (replaced)")
     args = parser.parse_args(argv)

@@ -30,7 +30,7 @@ from ddim.network import NO_CLASS, UNet, count_parameters
 TRAIN = ["--conditional", "--widths", "16,32", "--block-depth", "1", "--image-size", "16", "--batch-size", "16",
          "--repeats", "1", "--kid-every", "0", "--plot-images", "4", "--plot-steps", "3", "--device", "cpu",
          "--epochs", "1000", "--ema-warmup", "yes", "--lr", "3e-3", "--no-progress", "--no-tensorboard"]
-STEPS = 300  # 96 images, 77 for training: 4 steps of 16 an epoch; about 20 s on an idle 2-core CPU
+STEPS = 400  # 96 images, 77 for training: 4 steps of 16 an epoch; about 30 s on an idle 2-core CPU
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_the_model_draws_the_asked_class_far_more_often_than_chance_and_guidance
     plain, images = sample_rates(trained, tmp_path / "w1", 1.0)
     strong, _ = sample_rates(trained, tmp_path / "w3", 3.0)
     plain_rate, strong_rate = np.mean(list(plain.values())), np.mean(list(strong.values()))
-    assert plain_rate >= 0.7, plain  # chance: 0.5
+    assert plain_rate >= 0.65, plain  # chance: 0.5 (scripts/guidance_check.py measured 0.78)
     assert strong_rate > plain_rate and strong_rate >= 0.9, (plain, strong)
     assert not np.array_equal(images[:48], images[48:])  # the same noises, another class: other images
     _, unguided = sample_rates(trained, tmp_path / "w0", 0.0)  # w = 0 ignores the class: the same images
