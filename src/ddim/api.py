@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from .callbacks import Callback, default_callbacks
-from .classes import ClassError, ClassRequest, labels_for, resolve_classes
+from .classes import ClassError, ClassRequest, labels_for
 from .checkpoint import TrainState, load_model
 from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from .model import DiffusionModel, generate_images
@@ -42,19 +42,21 @@ def generate(model: DiffusionModel, num: int = 16, *, steps: int = 20, sampler: 
     case-insensitive) with classifier-free ``guidance`` (0: unconditional, 1: conditional, >1: stronger).
     """
     device = next(model.parameters()).device
-    labels = labels_for(model.class_names, classes, num, _source(model))
-    if labels is None and model.class_names and guidance != 0:
-        raise ClassError(f"{_source(model)} is conditional: pass classes=... (a name or index, or one per image), "
-                         "or guidance=0 for any class")
-    if labels is None and model.class_names:
-        labels = [0] * num  # guidance 0 asks for no class, whatever the label
+    labels = _labels(model, classes, num, guidance)
     return generate_images(model, seed=seed, indices=range(num), steps=steps, batch_size=batch_size,
                            sampler=sampler, device=device, speed=resolve_speed(device), labels=labels,
                            guidance=guidance, **sampler_options)
 
 
-def _source(model: DiffusionModel) -> str:
-    return f"model {getattr(model, 'source', None) or ''}".strip()
+def _labels(model: DiffusionModel, classes: ClassRequest | Sequence[ClassRequest] | None, count: int,
+            guidance: float) -> list[int] | None:
+    """One class per image; None for an unconditional model, or for a conditional one at guidance 0 (its network
+    then takes "no class")."""
+    source = f"model {getattr(model, 'source', None) or ''}".strip()
+    labels = labels_for(model.class_names, classes, count, source)
+    if labels is None and model.class_names and guidance != 0:
+        raise ClassError(f"{source} is conditional: pass classes=... (a name or index), or guidance=0 for any class")
+    return labels
 
 
 def interpolate(model: DiffusionModel, *, seed: int = 0, start: int = 0, end: int = 1, frames: int = 9,
@@ -66,13 +68,11 @@ def interpolate(model: DiffusionModel, *, seed: int = 0, start: int = 0, end: in
 
     if frames < 2:
         raise ValueError(f"frames must be at least 2, got {frames}")
-    label = None if classes is None else resolve_classes(model.class_names, classes, _source(model))[0]
-    if label is None and model.class_names and guidance != 0:
-        raise ClassError(f"{_source(model)} is conditional: pass classes=... (a name or index), or guidance=0")
+    labels = _labels(model, classes, 1, guidance)
     device = next(model.parameters()).device
     return interpolate_noises(model, seed=seed, start_index=start, end_index=end, frames=frames, steps=steps,
-                              device=device, speed=resolve_speed(device),
-                              label=0 if label is None and model.class_names else label, guidance=guidance)
+                              device=device, speed=resolve_speed(device), label=None if labels is None else labels[0],
+                              guidance=guidance)
 
 
 def config_with(base: RunConfig | None = None, **values: Any) -> RunConfig:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torchvision.transforms.functional import to_tensor
 from torchvision.utils import make_grid, save_image
 
 from .files import atomic_path
@@ -35,7 +36,6 @@ def save_grid(images: torch.Tensor, path: Path, columns: int | None = None, capt
 
 def with_row_labels(grid: torch.Tensor, labels: Sequence[str], image_height: int, width: int = 96) -> torch.Tensor:
     """A [0, 1] grid (3, H, W) with a white column of ``width`` px on its left holding each row's label, wrapped."""
-    import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -48,13 +48,11 @@ def with_row_labels(grid: torch.Tensor, labels: Sequence[str], image_height: int
         top = 2 + row * (image_height + 2) + max(0, (image_height - line_height * len(lines)) // 2)
         for index, line in enumerate(lines):
             draw.text((2, top + index * line_height), line, fill="black", font=font)
-    pixels = torch.from_numpy(np.asarray(column).copy()).permute(2, 0, 1).float() / 255.0
-    return torch.cat([pixels, grid], dim=2)
+    return torch.cat([to_tensor(column), grid], dim=2)
 
 
 def with_caption(grid: torch.Tensor, caption: str) -> torch.Tensor:
     """A [0, 1] image (3, H, W) with ``caption`` wrapped in black on a white strip below it."""
-    import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.load_default()
@@ -64,8 +62,7 @@ def with_caption(grid: torch.Tensor, caption: str) -> torch.Tensor:
     draw = ImageDraw.Draw(strip)
     for index, line in enumerate(lines):
         draw.text((2, 2 + index * line_height), line, fill="black", font=font)
-    pixels = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1).float() / 255.0
-    return torch.cat([grid, pixels], dim=1)
+    return torch.cat([grid, to_tensor(strip)], dim=1)
 
 
 def save_images(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path]:

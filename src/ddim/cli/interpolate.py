@@ -42,7 +42,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     device, speed = options.resolve_speed_args(args)
     model, _, folder = load_model(args.checkpoint, device=device)
     classes = options.class_labels(args, model, f"checkpoint {folder}")
-    label = classes[0] if classes else (0 if model.class_names else None)  # no --class: guidance 0 draws any class
+    label = classes[0] if classes else None  # a conditional model without --class: "no class" (guidance 0)
     if model.class_names and not classes and args.guidance != 0:
         parser.error(f"checkpoint {folder} is conditional: give --class NAME (or --guidance 0 for any class)")
     rows = [interpolate(model, seed=args.seed, start_index=2 * pair, end_index=2 * pair + 1, frames=args.frames,

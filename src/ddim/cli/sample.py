@@ -105,10 +105,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         else:
             save_images(images, out, start=start)
         shown.append(images[:max(0, GRID_IMAGES - start)])
-    job_labels = np.asarray([-1 if label is None else label for _, label in jobs], dtype=np.int64)
     if collected is not None:
+        extra = {"labels": np.asarray([label for _, label in jobs], dtype=np.int64)} if model.class_names else {}
         with atomic_path(out / NPZ_FILE) as temporary, open(temporary, "wb") as handle:
-            np.savez(handle, images=collected, **({"labels": job_labels} if model.class_names else {}))
+            np.savez(handle, images=collected, **extra)
     grid = torch.cat(shown)
     if classes:  # one labelled row per class (the rows that fit in the grid)
         rows = min(len(classes), max(1, GRID_IMAGES // args.num))
