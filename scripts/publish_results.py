@@ -3,7 +3,7 @@
     python scripts/publish_results.py RUN_DIR [--hardware "2-core CPU"] [--builtin yes]
 
 Writes docs/results/samples_64.png (64 images of the latest EMA network, 20 DDIM steps, seed 0),
-history.csv and losses.png (copied from the run), results.json (epoch reached, images seen, wall
+history.csv and losses.png (the checkpoint's own history, so a checkpoint kept anywhere publishes alike), results.json (epoch reached, images seen, wall
 time, hardware, the per-epoch validation KID) and, with --builtin yes, exports the EMA network as the
 built-in model (src/ddim/pretrained/flowers102-64px.safetensors, fp16). KID/FID at 299 px are measured
 separately with `ddim evaluate ... --json docs/results/evaluate-*.json` (see the README's Results).
@@ -15,17 +15,30 @@ import argparse
 import dataclasses
 import datetime
 import json
-import shutil
 from pathlib import Path
 
 from ddim import __version__
 from ddim.checkpoint import load_model, load_training_state
-from ddim.export import BUILTIN_FILE, export_model
+from ddim.export import BUILTIN_FILE, export_model, training_info
 from ddim.files import write_text
 from ddim.model import generate_images
-from ddim.reports import save_grid
+from ddim.reports import plot_history, save_grid, write_history
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def wall_seconds(history: list[dict], batch_size: int) -> float:
+    """Training and evaluation time: each epoch's steps at its measured images/s, plus its evaluation.
+
+    Equal to the sum of the rows' seconds, except for an epoch resumed from a checkpoint written before
+    ddim 0.3, whose row timed only the steps after the resume (its images/s is still right).
+    """
+    total, previous = 0.0, 0
+    for row in history:
+        steps, previous = int(row["step"]) - previous, int(row["step"])
+        rate = row.get("images_per_second")
+        total += (steps * batch_size / rate if rate else row.get("seconds", 0.0)) + row.get("eval_seconds", 0.0)
+    return total
 
 
 def main() -> None:
@@ -36,20 +49,22 @@ def main() -> None:
     parser.add_argument("--builtin", choices=("yes", "no"), default="no")
     args = parser.parse_args()
     model, config, checkpoint = load_model(args.run_dir)  # a run folder (its latest) or one checkpoint folder
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else args.run_dir
     state = load_training_state(checkpoint)
     history = state["history"]
     epoch = history[-1]["epoch"] if history else 0
     args.out.mkdir(parents=True, exist_ok=True)
     images = generate_images(model, seed=0, indices=range(64), steps=20, batch_size=64)
     save_grid(images, args.out / "samples_64.png", columns=8)
-    for name in ("history.csv", "losses.png"):
-        shutil.copyfile(run_dir / name, args.out / name)
+    write_history(history, args.out / "history.csv")
+    train = config.train
+    plot_history(history, args.out / "losses.png", title="training history of the default recipe (docs/results)",
+                 loss=train.loss, kid_size=train.kid_image_size, kid_num=config.data.validation_images,
+                 kid_sampler=f"ddim, {train.kid_steps} steps")
     results = {
         "ddim_version": __version__, "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": checkpoint.name, "epochs_completed": int(epoch), "epochs_planned": config.train.epochs,
         "step": int(state["step"]), "images_seen": int(state["step"]) * config.train.batch_size,
-        "wall_seconds": round(sum(r.get("seconds", 0) + r.get("eval_seconds", 0) for r in history), 1),
+        "wall_seconds": round(wall_seconds(history, config.train.batch_size), 1),
         "hardware": args.hardware,
         "per_epoch": [{"epoch": int(r["epoch"]), "train_noise_loss": r.get("train_noise_loss"),
                        "val_noise_loss": r.get("val_noise_loss"), "val_kid_75px": r.get("val_kid")} for r in history],
@@ -59,8 +74,8 @@ def main() -> None:
     write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")
     if args.builtin == "yes":  # its data is named portably: flowers102 downloads where no --data is given
         portable = dataclasses.replace(config, data=dataclasses.replace(config.data, path="flowers102", cache_dir=None))
-        export_model(model, portable, BUILTIN_FILE, info={"step": int(state["step"]), "epoch": int(epoch),
-                                                        "source": "docs/results (the README's Results run)"})
+        export_model(model, portable, BUILTIN_FILE,
+                     info={**training_info(state), "source": "docs/results (the README's Results run)"})
     print(f"published epoch {epoch} (step {state['step']}) of {checkpoint} to {args.out}"
           + (f" and {BUILTIN_FILE}" if args.builtin == "yes" else ""))
 

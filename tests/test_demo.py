@@ -270,6 +270,16 @@ def test_the_card_falls_back_to_the_runs_history_and_to_the_exported_metadata(ru
     card = read_card(ddim.load(exported))
     assert (card.step, card.images_seen, card.epochs, card.last_kid) == (6, 48, 2, None)
 
+    source = copy_checkpoint(run, tmp_path / "measured")  # a run with per-epoch KID: the file records it
+    state = torch.load(source / "training_state.pt", weights_only=True)
+    for row, kid in zip(state["history"], (0.9, 0.7)):
+        row["val_kid"] = kid
+    torch.save({**state, "best_kid": 0.7}, source / "training_state.pt")
+    assert main(["export", "--checkpoint", str(source), "--out", str(exported)]) == 0
+    shutil.rmtree(tmp_path / "measured")
+    card = read_card(ddim.load(exported))
+    assert (card.step, card.epochs, card.last_kid, card.last_kid_epoch, card.best_kid) == (6, 2, 0.7, 2, 0.7)
+
     from ddim import export
     from ddim.config import ModelConfig, RunConfig
     from ddim.model import DiffusionModel

@@ -281,7 +281,7 @@ def test_study_rows_and_csv_carry_checkpoint_kid_size_n_and_sampler(tmp_path: Pa
                         lambda *args, **kwargs: {"kid": 0.1, "kid_std": 0.01, "kid_per_batch": 0.1, "fid": 9.0})
     rows = ddim.study.run_study(SimpleNamespace(class_names=()), None, SimpleNamespace(image_size=299), samplers=[("ddim", {}), ("heun", {})],
                                 evaluations=[2, 3], num=10, seed=4, checkpoint="runs/a")
-    assert [(r["sampler"], r["evaluations"]) for r in rows] == [("ddim", 2), ("ddim", 3), ("heun", 3)]
+    assert [(r["sampler"], r["evaluations"]) for r in rows] == [("ddim", 2), ("ddim", 3), ("heun", 1), ("heun", 3)]
     assert {(r["checkpoint"], r["kid_size"], r["num"], r["num_real"], r["seed"]) for r in rows} == {("runs/a", 299, 10, 20, 4)}
 
     ddim.study.write_study(rows, tmp_path / "study.csv")

@@ -87,6 +87,31 @@ def test_a_run_stopped_mid_epoch_and_resumed_is_bit_identical(flowers: Path, uni
     assert_same_run(uninterrupted, run_dir)
 
 
+def test_a_resumed_epoch_reports_the_time_of_all_its_steps(flowers: Path, tmp_path: Path) -> None:
+    """The epoch row's seconds and images/s cover the steps before the resume too (they travel in the
+    checkpoint); a checkpoint without them (ddim 0.2) times only the steps after the resume."""
+    for saved in ("with timing", "ddim 0.2"):
+        run_dir = tmp_path / saved.replace(" ", "-")
+        fit(tiny_config(flowers, max_steps=4, epochs=1), run_dir)  # 4 of the epoch's 6 steps
+        latest = ckpt.step_checkpoints(run_dir)[-1]
+        state = ckpt.load_training_state(latest)
+        assert state["step"] == 4 and state["epoch_timed_steps"] == 4 and 0 < state["epoch_seconds"] < 1000
+        if saved == "with timing":
+            state["epoch_seconds"] = 1000.0  # as if the first 4 steps had taken 1,000 s
+        else:
+            del state["epoch_seconds"], state["epoch_timed_steps"]
+        torch.save(state, latest / ckpt.STATE_FILE)
+        fit(tiny_config(flowers, epochs=1), run_dir, resume=True)
+        row = ckpt.load_training_state(ckpt.step_checkpoints(run_dir)[-1])["history"][-1]
+        assert row["epoch"] == 1 and row["step"] == 6
+        if saved == "with timing":
+            assert 1000 < row["seconds"] < 1100
+            assert row["images_per_second"] == pytest.approx(6 * 16 / row["seconds"])
+        else:
+            assert row["seconds"] < 1000
+            assert row["images_per_second"] == pytest.approx(2 * 16 / row["seconds"])
+
+
 class InterruptAt(Callback):
     """A callback that sends this process a signal when training reaches a step."""
 

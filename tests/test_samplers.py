@@ -73,6 +73,11 @@ def test_network_evaluation_counts(name: str) -> None:
         SAMPLERS[name](denoiser, torch.randn(4, 3, 8, 8), steps=steps, schedule=SCHEDULE, **sampler_kwargs(name))
         assert len(calls) == network_evaluations(name, steps)
         assert steps_for_evaluations(name, len(calls)) == steps
+    for budget in range(1, 60):  # the most steps within any budget
+        steps = steps_for_evaluations(name, budget)
+        assert network_evaluations(name, steps) <= budget < network_evaluations(name, steps + 1)
+    with pytest.raises(ValueError, match="at least 1"):
+        steps_for_evaluations(name, 0)
 
 
 def test_eta_zero_is_deterministic_and_eta_positive_is_not() -> None:
@@ -180,14 +185,14 @@ def test_invert_prints_reconstruction_error_against_steps(tiny_run: Path, tmp_pa
 
 
 def test_study_writes_kid_against_evaluations(tiny_run: Path, tmp_path: Path) -> None:
-    assert main(["study", "--checkpoint", str(tiny_run), "--samplers", "ddim,heun,ddim:eta=1", "--evaluations", "1,2,3",
+    assert main(["study", "--checkpoint", str(tiny_run), "--samplers", "ddim,heun,ddim:eta=1", "--evaluations", "1,2,4",
                  "--num", "12", "--subsets", "3", "--subset-size", "10", "--out", str(tmp_path), "--device", "cpu",
                  "--no-progress"]) == 0
     with open(tmp_path / "study.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["sampler"], int(r["evaluations"])) for r in rows] == [
-        ("ddim", 1), ("ddim", 2), ("ddim", 3), ("heun", 1), ("heun", 3), ("ddim eta=1", 1), ("ddim eta=1", 2),
-        ("ddim eta=1", 3)]
+        ("ddim", 1), ("ddim", 2), ("ddim", 4), ("heun", 1), ("heun", 3), ("ddim eta=1", 1), ("ddim eta=1", 2),
+        ("ddim eta=1", 4)]  # heun spends 2 * steps - 1: the most steps within 2 is 1 (measured once), within 4 is 2
     assert all(np.isfinite(float(r["kid"])) and np.isfinite(float(r["fid"])) for r in rows)
     assert (tmp_path / "study.png").is_file()
 

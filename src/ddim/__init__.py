@@ -4,7 +4,7 @@ The Python API (the commands' own code): ``ddim.load``, ``ddim.generate``, ``ddi
 ``ddim.save_grid``; configuration: ``ddim.RunConfig`` and ``ddim.config_with``.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from .api import config_with, evaluate, fit, generate, interpolate, load  # noqa: E402
 from .config import RunConfig  # noqa: E402

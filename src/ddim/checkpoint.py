@@ -250,12 +250,18 @@ def _exported_or_error(load):
 
 
 def training_state_dict(state: TrainState, optimizer: torch.optim.Optimizer, noise_generators: list[torch.Tensor],
-                        epoch_totals: torch.Tensor, data_fingerprint: str) -> dict[str, Any]:
-    """The contents of ``training_state.pt``: everything besides the weights that an exact resume needs."""
+                        epoch_totals: torch.Tensor, data_fingerprint: str, epoch_seconds: float = 0.0,
+                        epoch_timed_steps: int = 0) -> dict[str, Any]:
+    """The contents of ``training_state.pt``: everything besides the weights that an exact resume needs.
+
+    ``epoch_seconds``: how long the current epoch's first ``epoch_timed_steps`` steps took, so that a resumed
+    epoch's history row reports the whole epoch's time and images/s, not only the part after the resume.
+    """
     return {"step": state.step, "history": state.history, "best_kid": state.best_kid,
             "optimizer": optimizer.state_dict(), "noise_generators": noise_generators,
             "epoch_totals": epoch_totals.detach().cpu(), "world_size": len(noise_generators),
-            "data_fingerprint": data_fingerprint}
+            "data_fingerprint": data_fingerprint, "epoch_seconds": float(epoch_seconds),
+            "epoch_timed_steps": int(epoch_timed_steps)}
 
 
 def read_training_state(checkpoint: Path) -> tuple[TrainState, dict[str, Any]]:

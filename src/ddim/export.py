@@ -10,6 +10,7 @@ network and EMA network both hold the exported weights, ready for every sampler 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,24 @@ class ExportError(RuntimeError):
     """An exported model that cannot be written or read (missing, damaged, foreign, non-finite)."""
 
 
+def training_info(state: dict[str, Any]) -> dict[str, Any]:
+    """What an exported file records of the training behind it, from a checkpoint's training state: ``step``,
+    ``epoch`` (completed), and where measured the latest per-epoch validation KID (``val_kid``, after epoch
+    ``val_kid_epoch``) and the best one (``best_kid``)."""
+    history = state.get("history") or []
+    info: dict[str, Any] = {"step": int(state["step"]), "epoch": int(history[-1]["epoch"]) if history else 0}
+    measured = [row for row in history if isinstance(row.get("val_kid"), (int, float)) and math.isfinite(row["val_kid"])]
+    if measured:
+        info.update(val_kid=float(measured[-1]["val_kid"]), val_kid_epoch=int(measured[-1]["epoch"]),
+                    best_kid=float(state.get("best_kid") or min(row["val_kid"] for row in measured)))
+    return info
+
+
 def export_model(model: DiffusionModel, config: RunConfig, out: Path, *, dtype: str = "fp16",
                  info: dict[str, Any] | None = None) -> Path:
     """Write the EMA network and normaliser of ``model`` to ``out`` (atomically); returns ``out``.
 
-    ``info`` (e.g. ``{"step": 25550, "epoch": 50}``) goes into the metadata as strings.
+    ``info`` (e.g. :func:`training_info`'s ``{"step": 25550, "epoch": 50, ...}``) goes into the metadata as strings.
     """
     if dtype not in DTYPES:
         raise ExportError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")

@@ -217,10 +217,12 @@ def network_evaluations(sampler: str, steps: int) -> int:
     return 2 * steps - 1 if sampler == "heun" else steps
 
 
-def steps_for_evaluations(sampler: str, evaluations: int) -> int | None:
-    """The step count that spends exactly ``evaluations`` network calls, or None if there is none."""
+def steps_for_evaluations(sampler: str, evaluations: int) -> int:
+    """The most steps whose network calls fit in ``evaluations`` (exactly, except heun at an even count: one less)."""
+    if evaluations < 1:
+        raise ValueError(f"evaluations must be at least 1, got {evaluations}")
     if sampler == "heun":
-        return (evaluations + 1) // 2 if evaluations % 2 == 1 else None
+        return (evaluations + 1) // 2
     return evaluations
 
 

@@ -36,7 +36,10 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
               batch_size: int = 256, kid_batch_size: int = 64, speed: Speed | None = None,
               progress: Progress | None = None, report: Callable[[str], None] | None = None,
               checkpoint: str | Path = "", label: int | None = None, guidance: float = 1.0) -> list[dict[str, Any]]:
-    """One row per (sampler, evaluations) point that the sampler can hit exactly; the same seed everywhere.
+    """One row per (sampler, evaluations) point; the same seed everywhere.
+
+    A sampler that cannot spend exactly a requested count (heun: 2 * steps - 1) takes the most steps within it
+    (heun at 10: 5 steps, 9 evaluations), and each point is measured once.
 
     Each row also says what was measured and how: ``checkpoint``, the Inception size (``kid_size``), the
     images generated (``num``) and real (``num_real``), the reference set, the KID subsets and the seed; a
@@ -50,10 +53,8 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
         "class": "all" if label is None else model.class_names[label], "guidance": guidance}
     rows = []
     for name, options in samplers:
-        for target in evaluations:
-            steps = steps_for_evaluations(name, target)
-            if steps is None:
-                continue
+        for steps in sorted({steps_for_evaluations(name, target) for target in evaluations}):
+            target = network_evaluations(name, steps)
             started = time.perf_counter()
             update = progress(f"{sampler_label(name, options)}, {target} evaluations", count) if progress else None
             generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,

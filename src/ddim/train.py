@@ -79,8 +79,8 @@ def _fit(run: TrainingRun, hooks: Callbacks) -> tuple[DiffusionModel, TrainState
         while run.state.step < total_steps:
             epoch = run.state.step // steps_per_epoch  # 0-based
             last = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)
-            seconds, steps_done = _train_epoch(run, epoch, last, hooks, stops)
-            row = _end_epoch(run, epoch, seconds, steps_done)
+            seconds, steps_timed = _train_epoch(run, epoch, last, hooks, stops)
+            row = _end_epoch(run, epoch, seconds, steps_timed)
             hooks.on_epoch_end(epoch + 1, row, run.model, run.state)
             if run.state.step < total_steps and _stop_requested(run, stops):
                 raise TrainingInterrupted(stops.requested or "SIGTERM", _latest(run), run.run_dir)
@@ -113,7 +113,10 @@ def _stop_requested(run: TrainingRun, stops: StopRequests) -> bool:
 
 def _train_epoch(run: TrainingRun, epoch: int, last: int, hooks: Callbacks,
                  stops: StopRequests) -> tuple[float, int]:
-    """The steps of ``epoch`` up to index ``last``; returns (seconds, steps taken).
+    """The steps of ``epoch`` up to index ``last``; returns (seconds, steps timed) for the epoch.
+
+    A resumed epoch's timing includes its steps before the checkpoint it resumed from (checkpoints
+    written before ddim 0.3 lack it: then only the steps after the resume are timed).
 
     Losses are read back once per log interval (the only host syncs), where the ranks also agree on
     stopping; a stop inside the epoch saves a checkpoint and raises :class:`TrainingInterrupted`.
@@ -123,6 +126,8 @@ def _train_epoch(run: TrainingRun, epoch: int, last: int, hooks: Callbacks,
     first = state.step % steps_per_epoch
     if first == 0:
         run.epoch_totals.zero_()
+        run.epoch_seconds, run.epoch_timed_steps = 0.0, 0
+    carried_seconds, carried_steps = run.epoch_seconds, run.epoch_timed_steps
     order = run.batches.epoch_indices(epoch)
     hooks.on_epoch_start(epoch + 1, first, steps_per_epoch)
     running = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=run.speed.device)
@@ -147,14 +152,16 @@ def _train_epoch(run: TrainingRun, epoch: int, last: int, hooks: Callbacks,
             logged_at = now
             running.zero_()
             since_log = 0
+        run.epoch_seconds = carried_seconds + time.perf_counter() - started  # what a checkpoint now records
+        run.epoch_timed_steps = carried_steps + index + 1 - first
         if not final and (at_log or not distributed.enabled) and _stop_requested(run, stops):
             raise TrainingInterrupted(stops.requested or "SIGTERM", _save(run), run.run_dir)
         if train.checkpoint_every and state.step % train.checkpoint_every == 0 and not final:
             _save(run)
-    return time.perf_counter() - started, last - first
+    return run.epoch_seconds, run.epoch_timed_steps
 
 
-def _end_epoch(run: TrainingRun, epoch: int, seconds: float, steps_done: int) -> dict[str, float]:
+def _end_epoch(run: TrainingRun, epoch: int, seconds: float, steps_timed: int) -> dict[str, float]:
     """Validation losses, KID, history row, checkpoint (and the best one) at the end of an epoch's steps."""
     train, state, distributed = run.config.train, run.state, run.distributed
     steps_in_epoch = state.step - epoch * run.batches.steps_per_epoch
@@ -173,7 +180,7 @@ def _end_epoch(run: TrainingRun, epoch: int, seconds: float, steps_done: int) ->
             row["val_kid"] = kid
     row["seconds"] = seconds
     row["eval_seconds"] = time.perf_counter() - evaluation_started
-    row["images_per_second"] = steps_done * train.batch_size / max(seconds, 1e-9)
+    row["images_per_second"] = steps_timed * train.batch_size / max(seconds, 1e-9)
     state.history = [r for r in state.history if r["epoch"] < epoch + 1]  # a partial row of this epoch is replaced
     state.history.append(row)
     improved = "val_kid" in row and (state.best_kid is None or row["val_kid"] < state.best_kid)
@@ -204,7 +211,7 @@ def _save(run: TrainingRun, best: bool = False) -> Path:
     failure = None
     if run.distributed.is_main:
         state = ckpt.training_state_dict(run.state, run.optimizer, generator_states, run.epoch_totals,
-                                         run.data_fingerprint)
+                                         run.data_fingerprint, run.epoch_seconds, run.epoch_timed_steps)
         try:
             ckpt.write_checkpoint(folder, run.model, run.config, state)
             if best:

@@ -75,6 +75,8 @@ class TrainingRun:
     data_fingerprint: str  # sha256 of the train and validation pixels: a resume must see the same images
     lock: FolderLock | None  # rank 0's exclusive lock on the run folder, held until fit ends
     notices: list[str]  # what setup must tell the user (a checkpoint it could not read, ...)
+    epoch_seconds: float = 0.0  # how long this epoch's timed steps took, across resumes (checkpointed)
+    epoch_timed_steps: int = 0  # how many of this epoch's steps that covers (all of them since ddim 0.3)
 
 
 def train_speed(config: RunConfig, local_rank: int = 0) -> Speed:
@@ -289,6 +291,8 @@ def _restore(run: TrainingRun) -> None:
     run.noise_generator.set_state(generators[run.distributed.rank].to(run.noise_generator.get_state().device))
     if "epoch_totals" in raw:
         run.epoch_totals.copy_(raw["epoch_totals"])
+    # absent before ddim 0.3: the resumed epoch's row then times only the steps after the resume
+    run.epoch_seconds, run.epoch_timed_steps = float(raw.get("epoch_seconds", 0.0)), int(raw.get("epoch_timed_steps", 0))
     run.state = state
 
 

@@ -23,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from ..checkpoint import CheckpointError, load_model, load_training_state
-    from ..export import export_model
+    from ..export import export_model, training_info
 
     if args.out.suffix != ".safetensors":
         parser.error(f"--out {args.out}: the exported file's name must end in .safetensors")
@@ -34,9 +34,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except CheckpointError:
         state = None  # an exported file or a checkpoint without training state: no step/epoch to record
     if state is not None:
-        history = state.get("history") or []
-        info["step"] = int(state["step"])
-        info["epoch"] = history[-1]["epoch"] if history else 0
+        info.update(training_info(state))
     path = export_model(model, config, args.out, dtype=args.dtype, info=info)
     reached = f" (step {info['step']}, epoch {info['epoch']})" if "step" in info else ""
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {args.dtype}) from {source}{reached}")

@@ -43,8 +43,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="comma-separated samplers, ddim:eta=E for stochastic DDIM "
                         "(default: ddim,ddim:eta=1,ddpm,dpmpp-2m,heun)")
     parser.add_argument("--evaluations", type=options.positive_int_list, default=DEFAULT_EVALUATIONS,
-                        help="network evaluations per image to try (default: 1,2,3,5,7,10,15,20,30,50; heun "
-                        "takes the odd ones)")
+                        help="network evaluations per image to try (default: 1,2,3,5,7,10,15,20,30,50; heun, "
+                        "which spends 2·steps − 1, takes the most steps within each: 9 for 10)")
     parser.add_argument("--num", type=options.image_count, default=None,
                         help="images per point (default: as many as the reference set holds)")
     parser.add_argument("--data", default=None, metavar="DIR",

@@ -2,7 +2,7 @@
 
 Where the facts come from: a checkpoint folder's training state (its step, its per-epoch history with
 ``val_kid``, the best KID), else the run folder's ``history.csv``; an exported file's metadata (``step``,
-``epoch``), and the training state of the checkpoint it was exported from when that folder is still there.
+``epoch``, ``val_kid``, ``val_kid_epoch``, ``best_kid``), and the training state of the checkpoint it was exported from when that folder is still there.
 A fact no file holds is ``None`` and shows as "unknown".
 """
 
@@ -103,6 +103,10 @@ def _file_progress(path: Path) -> tuple[_Progress | None, int | None, int | None
     progress = _folder_progress(source) if source is not None and source.is_dir() else None
     if progress is not None and step is not None and progress.step != step:
         progress = None  # the folder now holds another checkpoint than the one exported
+    kid, kid_epoch = _finite(metadata.get("val_kid")), _whole(metadata.get("val_kid_epoch"))
+    if progress is None and kid is not None and kid_epoch is not None:  # the file's own record of its KID
+        progress = _Progress(step, [{"epoch": kid_epoch, "val_kid": kid}, {"epoch": epoch, "step": step}],
+                             _finite(metadata.get("best_kid")))
     return progress, step, epoch
 
 

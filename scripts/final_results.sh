@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every number of the README's Results section from one finished run, written into docs/results/:
+#   samples_64.png, history.csv, losses.png, results.json      (scripts/publish_results.py)
+#   the built-in model src/ddim/pretrained/flowers102-64px.safetensors   (BUILTIN=yes, the default)
+#   evaluate-validation.json  KID ± std and FID at 299 px, as many samples as validation images (1,638)
+#   evaluate-all.json         FID against all 8,189 images with as many samples (N > 2,048)
+#   study/                    the sampler study: KID against network evaluations (csv, png, json)
+#
+#   bash scripts/final_results.sh RUN_DIR_OR_CHECKPOINT [DATA_DIR]
+#
+# On the 2-core CPU this takes about two hours (most of it the study and the 8,189 samples); the
+# environment variables below shrink it for a trial: NUM_ALL=64 STUDY_NUM=32 EVALUATIONS=5,10 ...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:?usage: bash scripts/final_results.sh RUN_DIR_OR_CHECKPOINT [DATA_DIR]}
+DATA=${2:-../shared/data/flowers102}
+OUT=${OUT:-docs/results}
+PYTHON=${PYTHON:-python}
+HARDWARE=${HARDWARE:-2-core CPU (no GPU), background run at nice 10}
+BUILTIN=${BUILTIN:-yes}
+NUM_VALIDATION=${NUM_VALIDATION:-}          # empty: as many as the validation set holds
+NUM_ALL=${NUM_ALL:-8189}
+STUDY_NUM=${STUDY_NUM:-}                    # empty: as many as the validation set holds
+EVALUATIONS=${EVALUATIONS:-5,10,20,50}
+SAMPLERS=${SAMPLERS:-ddim,ddim:eta=1,ddpm,dpmpp-2m,heun}
+EXTRA=${EXTRA:-}                            # e.g. "--device cpu --subset-size 50" for a trial
+mkdir -p "$OUT"
+set -x
+$PYTHON scripts/publish_results.py "$RUN" --out "$OUT" --hardware "$HARDWARE" --builtin "$BUILTIN"
+$PYTHON -m ddim evaluate --checkpoint "$RUN" --data "$DATA" ${NUM_VALIDATION:+--num $NUM_VALIDATION} \
+  --no-progress --json "$OUT/evaluate-validation.json" $EXTRA
+$PYTHON -m ddim evaluate --checkpoint "$RUN" --data "$DATA" --reference all --num "$NUM_ALL" \
+  --no-progress --json "$OUT/evaluate-all.json" $EXTRA
+$PYTHON -m ddim study --checkpoint "$RUN" --data "$DATA" --samplers "$SAMPLERS" --evaluations "$EVALUATIONS" \
+  ${STUDY_NUM:+--num $STUDY_NUM} --no-progress --out "$OUT/study" $EXTRA
