@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -127,3 +128,25 @@ def test_the_builtin_model_draws_flowers_not_noise(flowers_splits) -> None:
     assert kid_noise > 0.3 and abs(kid_real) < 0.05  # the check itself tells noise from flowers
     assert kid_samples < 0.25 * kid_noise, (kid_samples, kid_noise)
     assert np.isfinite(kid_samples)
+
+
+@builtin
+@pytest.mark.slow
+def test_every_command_that_reads_a_model_takes_the_builtin_one(flowers: Path, tmp_path: Path) -> None:
+    """evaluate, interpolate, invert and study run on ``--checkpoint pretrained`` (small counts, real outputs)."""
+    model = ["--checkpoint", "pretrained", "--device", "cpu"]
+    measure = ["--no-progress", "--data", str(flowers), "--num", "8", "--kid-size", "75", "--subsets", "2", "--subset-size", "8"]
+    assert main(["evaluate", *model, *measure, "--steps", "2", "--json", str(tmp_path / "evaluate.json")]) == 0
+    evaluated = json.loads((tmp_path / "evaluate.json").read_text())
+    assert np.isfinite(evaluated["kid"]) and np.isfinite(evaluated["fid"]) and evaluated["num_generated"] == 8
+    assert main(["study", *model, *measure, "--samplers", "ddim,heun", "--evaluations", "2,3",
+                 "--out", str(tmp_path / "study")]) == 0
+    rows = list(csv.DictReader((tmp_path / "study" / "study.csv").open()))
+    assert [(row["sampler"], row["evaluations"]) for row in rows] == [("ddim", "2"), ("ddim", "3"), ("heun", "1"),
+                                                                      ("heun", "3")]
+    assert main(["interpolate", *model, "--pairs", "1", "--frames", "3", "--steps", "2",
+                 "--out", str(tmp_path / "interpolate")]) == 0
+    assert (tmp_path / "interpolate" / "interpolation.gif").is_file()
+    image = sorted((flowers / "jpg").glob("*.jpg"))[0]
+    assert main(["invert", *model, "--images", str(image), "--steps", "2,5", "--no-progress", "--out", str(tmp_path / "invert")]) == 0
+    assert (tmp_path / "invert" / "errors.csv").read_text().count("\n") == 1 + 2
