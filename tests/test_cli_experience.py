@@ -230,3 +230,13 @@ def test_interpolate_and_invert_write_their_settings(tiny, tmp_path: Path) -> No
     settings = json.loads((tmp_path / "v" / "invert.json").read_text())
     assert_provenance(settings)
     assert settings["images"] == list(map(str, files)) and [row["steps"] for row in settings["errors"]] == [1, 2]
+
+
+def test_a_command_run_in_process_leaves_pythons_warning_format_as_it_was(tmp_path: Path) -> None:
+    """During a command a DataWarning prints as one ``ddim CMD: warning:`` line; afterwards (main() called from
+    a script or a test) Python's own warning format is back."""
+    import warnings
+
+    before = warnings.formatwarning
+    assert main(["sample", "--checkpoint", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 1
+    assert warnings.formatwarning is before

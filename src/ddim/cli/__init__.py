@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:  # bare ``ddim``: the list of commands, on standard output
         parser.print_help(sys.stdout)
         return 0
+    import warnings
+
+    previous_format = warnings.formatwarning  # restored on return: main() may be called in-process (tests, scripts)
     _plain_data_warnings(args.command)
     use_compile_cache(default_cache_dir())  # process-wide: torch.compile's caches in ddim's cache folder
     try:
@@ -74,3 +77,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ddim {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
