@@ -43,7 +43,8 @@ def training_info(state: dict[str, Any]) -> dict[str, Any]:
     measured = [row for row in history if isinstance(row.get("val_kid"), (int, float)) and math.isfinite(row["val_kid"])]
     if measured:
         info.update(val_kid=float(measured[-1]["val_kid"]), val_kid_epoch=int(measured[-1]["epoch"]),
-                    best_kid=float(state.get("best_kid") or min(row["val_kid"] for row in measured)))
+                    best_kid=float(min(row["val_kid"] for row in measured) if state.get("best_kid") is None
+                                   else state["best_kid"]))
     return info
 
 

@@ -54,16 +54,16 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
     rows = []
     for name, options in samplers:
         for steps in sorted({steps_for_evaluations(name, target) for target in evaluations}):
-            target = network_evaluations(name, steps)
+            spent = network_evaluations(name, steps)
             started = time.perf_counter()
-            update = progress(f"{sampler_label(name, options)}, {target} evaluations", count) if progress else None
+            update = progress(f"{sampler_label(name, options)}, {spent} evaluations", count) if progress else None
             generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
                                            sampler_options=options, batch_size=batch_size, speed=speed,
                                            progress=update, labels=labels, guidance=guidance)
             metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
                                       kid_batch_size=kid_batch_size)
             row = {"checkpoint": str(checkpoint), "sampler": sampler_label(name, options), "steps": steps,
-                   "evaluations": network_evaluations(name, steps), **metrics,
+                   "evaluations": spent, **metrics,
                    "kid_size": extractor.image_size, "num": count, "num_real": len(real), "reference": reference,
                    "subsets": subsets, "subset_size": subset_size, "seed": seed,
                    "seconds": time.perf_counter() - started, **condition}
