@@ -5,6 +5,8 @@
 #   evaluate-validation.json  KID ± std and FID at 299 px, as many samples as validation images (1,638)
 #   evaluate-all.json         FID against all 8,189 images with as many samples (N > 2,048)
 #   study/                    the sampler study: KID against network evaluations (csv, png, json)
+# and then the README's Results section from all of them (scripts/results_section.py; skipped where OUT is not
+# docs/results).
 #
 #   bash scripts/final_results.sh RUN_DIR_OR_CHECKPOINT [DATA_DIR]
 #
@@ -33,3 +35,4 @@ $PYTHON -m ddim evaluate --checkpoint "$RUN" --data "$DATA" --reference all --nu
   --no-progress --json "$OUT/evaluate-all.json" $EXTRA
 $PYTHON -m ddim study --checkpoint "$RUN" --data "$DATA" --samplers "$SAMPLERS" --evaluations "$EVALUATIONS" \
   ${STUDY_NUM:+--num $STUDY_NUM} --no-progress --out "$OUT/study" $EXTRA
+if [ "$(realpath "$OUT")" = "$(realpath docs/results)" ]; then $PYTHON scripts/results_section.py; fi

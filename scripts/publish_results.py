@@ -1,12 +1,15 @@
 """Publish a run's results into the repository: docs/results/ and the built-in model.
 
-    python scripts/publish_results.py RUN_DIR [--hardware "2-core CPU"] [--builtin yes]
+    python scripts/publish_results.py RUN_DIR [--hardware "2-core CPU"] [--builtin yes] [--quick-check yes]
 
 Writes docs/results/samples_64.png (64 images of the latest EMA network, 20 DDIM steps, seed 0),
 history.csv and losses.png (the checkpoint's own history, so a checkpoint kept anywhere publishes alike), results.json (epoch reached, images seen, wall
 time, hardware, the per-epoch validation KID) and, with --builtin yes, exports the EMA network as the
-built-in model (src/ddim/pretrained/flowers102-64px.safetensors, fp16). KID/FID at 299 px are measured
-separately with `ddim evaluate ... --json docs/results/evaluate-*.json` (see the README's Results).
+built-in model (src/ddim/pretrained/flowers102-64px.safetensors, fp16). With --quick-check yes it also writes
+quick-check.json: the 299 px KID of 16 samples against 400 validation flowers, beside 16 noise images and 16
+training flowers (a minute on a CPU; the README shows it until the full evaluation exists). KID/FID at 299 px
+are measured with `ddim evaluate ... --json docs/results/evaluate-*.json` (scripts/final_results.sh), and the
+README's Results section is written from all these files by scripts/results_section.py.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import dataclasses
 import datetime
 import json
 from pathlib import Path
+
+import torch
 
 from ddim import __version__
 from ddim.checkpoint import load_model, load_training_state
@@ -41,12 +46,31 @@ def wall_seconds(history: list[dict], batch_size: int) -> float:
     return total
 
 
+def quick_check(model: torch.nn.Module, splits, *, num: int = 16, num_real: int = 400, steps: int = 20) -> dict:
+    """KID at 299 px of ``num`` samples, ``num`` uniform-noise images and ``num`` training images, each against the
+    first ``num_real`` validation images (the built-in model's test, tests/test_export.py, with the same protocol)."""
+    from ddim.metrics.distances import polynomial_mmd
+    from ddim.metrics.inception import extract_features, load_inception
+
+    extractor = load_inception(None, 299)
+    real = extract_features(extractor, splits.validation[:num_real])
+    size = model.config.image_size
+    candidates = {"samples": generate_images(model, seed=0, indices=range(num), steps=steps),
+                  "noise": torch.rand(num, 3, size, size, generator=torch.Generator().manual_seed(0)),
+                  "train": splits.train[:num]}
+    kid = {name: float(polynomial_mmd(real, extract_features(extractor, images))) for name, images in candidates.items()}
+    return {"num": num, "num_real": min(num_real, len(splits.validation)), "kid_size": 299, "steps": steps, "seed": 0,
+            **{f"kid_{name}": value for name, value in kid.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (its latest checkpoint) or one of its checkpoints")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     parser.add_argument("--hardware", default="2-core CPU (no GPU), background run at nice 10")
     parser.add_argument("--builtin", choices=("yes", "no"), default="no")
+    parser.add_argument("--quick-check", choices=("yes", "no"), default="no", help="also write quick-check.json")
+    parser.add_argument("--data", default=None, help="the images for --quick-check (default: the run's own)")
     args = parser.parse_args()
     model, config, checkpoint = load_model(args.run_dir)  # a run folder (its latest) or one checkpoint folder
     state = load_training_state(checkpoint)
@@ -67,11 +91,20 @@ def main() -> None:
         "wall_seconds": round(wall_seconds(history, config.train.batch_size), 1),
         "hardware": args.hardware,
         "per_epoch": [{"epoch": int(r["epoch"]), "train_noise_loss": r.get("train_noise_loss"),
-                       "val_noise_loss": r.get("val_noise_loss"), "val_kid_75px": r.get("val_kid")} for r in history],
+                       "val_noise_loss": r.get("val_noise_loss"), "val_kid_75px": r.get("val_kid"),
+                       "images_per_second": r.get("images_per_second")} for r in history],
         "grid": {"file": "samples_64.png", "sampler": "ddim", "steps": 20, "seed": 0, "network": "EMA"},
         "config": config.to_dict(),
     }
     write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")
+    if args.quick_check == "yes":
+        from ddim.data import load_splits
+
+        data = dataclasses.replace(config.data, path=args.data or config.data.path)
+        check = quick_check(model, load_splits(data, config.model.image_size))
+        write_text(args.out / "quick-check.json", json.dumps({"checkpoint": checkpoint.name, **check}, indent=2) + "\n")
+        print(f"quick check: KID {check['kid_samples']:.3f} (noise {check['kid_noise']:.3f}, training flowers "
+              f"{check['kid_train']:.3f})")
     if args.builtin == "yes":  # its data is named portably: flowers102 downloads where no --data is given
         portable = dataclasses.replace(config, data=dataclasses.replace(config.data, path="flowers102", cache_dir=None))
         export_model(model, portable, BUILTIN_FILE,

@@ -1,0 +1,114 @@
+"""The README's Results section is written from docs/results/ (scripts/results_section.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("results_section", REPO / "scripts" / "results_section.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+section = load_script()
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+
+
+def results(epochs: int, planned: int = 50) -> dict:
+    return {"epochs_completed": epochs, "epochs_planned": planned, "step": 511 * epochs, "images_seen": 511 * 64 * epochs,
+            "wall_seconds": 600.0 * epochs, "hardware": "a test machine",
+            "per_epoch": [{"epoch": e, "train_noise_loss": 0.2 - e / 1000, "val_noise_loss": 0.7 - e / 100,
+                           "val_kid_75px": 2.0 - e / 100, "images_per_second": 50 + e} for e in range(1, epochs + 1)],
+            "grid": {"file": "samples_64.png", "sampler": "ddim", "steps": 20, "seed": 0, "network": "EMA"},
+            "config": {"train": {"batch_size": 64, "kid_image_size": 75, "kid_steps": 5}}}
+
+
+def evaluation(kid: float, fid: float, num: int, num_real: int, reference: str) -> dict:
+    return {"kid": kid, "kid_std": kid / 10, "fid": fid, "num_generated": num, "num_real": num_real,
+            "kid_subset_size": min(1000, num, num_real), "reference": {"set": reference},
+            "inception": {"image_size": 299},
+            "settings": {"sampler": "ddim", "sampler_options": {}, "steps": 20, "seed": 0, "subsets": 100}}
+
+
+def point(sampler: str, evaluations: int, kid: float, std: float) -> dict:
+    return {"sampler": sampler, "steps": evaluations, "evaluations": evaluations, "kid": kid, "kid_std": std,
+            "fid": 100 * kid, "kid_size": 75, "num": 1638, "num_real": 1638, "reference": "validation",
+            "subsets": 50, "subset_size": 1000, "seed": 0}
+
+
+def finished_run(folder: Path, heun_at_10: float = 0.30) -> Path:
+    write_json(folder / "results.json", results(50))
+    write_json(folder / "evaluate-validation.json", evaluation(0.0412, 61.25, 1638, 1638, "validation"))
+    write_json(folder / "evaluate-all.json", evaluation(0.0398, 40.04, 8189, 8189, "all"))
+    points = [point("ddim", 5, 0.50, 0.02), point("ddim", 10, 0.20, 0.01), point("ddim", 20, 0.10, 0.01),
+              point("heun", 9, heun_at_10, 0.01) | {"steps": 5}, point("heun", 19, 0.09, 0.01) | {"steps": 10}]
+    write_json(folder / "study" / "study.json", {"evaluations": [5, 10, 20], "points": points})
+    return folder
+
+
+def test_a_finished_run_shows_its_final_numbers_and_the_sampler_study(tmp_path: Path) -> None:
+    text = section.render(finished_run(tmp_path), builtin=None)
+    assert "In progress" not in text and "| after epoch 50 |" not in text
+    assert "| epochs / images seen | 50 of 50 / 1,635,200 (25,550 steps of 64) |" in text
+    assert "8.3 h of training and per-epoch evaluation on a test machine (51–100 images/s)" in text
+    assert "**0.0412 ± 0.0041**" in text and "**61.2**" in text  # KID ± std and FID against the validation images
+    assert "FID at 299 px against all 8,189 images | **40.0**" in text and "vs all 8,189 images" in text and "--reference all --num 8189" in text
+    assert "| heun | – | 0.3000 ± 0.0100 (9) | 0.0900 ± 0.0100 (19) |" in text  # spent evaluations in brackets
+    assert "| ddim | 0.5000 ± 0.0200 | 0.2000 ± 0.0100 | 0.1000 ± 0.0100 |" in text
+    assert "At 10 network evaluations use **ddim** (KID 0.2000 ± 0.0100; next heun, 0.3000 ± 0.0100)." in text
+    assert text.startswith("## Results\n") and text.rstrip().endswith(section.END)
+
+
+def test_the_recommendation_says_when_the_two_best_samplers_are_within_one_standard_deviation(tmp_path: Path) -> None:
+    text = section.render(finished_run(tmp_path, heun_at_10=0.205), builtin=None)
+    assert "use **ddim** (KID 0.2000 ± 0.0100; next heun, 0.2050 ± 0.0100, within one standard deviation)." in text
+
+
+def test_a_run_in_progress_shows_its_epoch_and_the_quick_check_until_the_full_evaluation_exists(tmp_path: Path) -> None:
+    write_json(tmp_path / "results.json", results(18))
+    write_json(tmp_path / "quick-check.json", {"num": 16, "num_real": 400, "kid_size": 299, "steps": 20,
+                                               "kid_samples": 0.073, "kid_noise": 0.617, "kid_train": -0.005})
+    text = section.render(tmp_path, builtin=None)
+    assert "**In progress: epoch 18 of 50.**" in text and "after 18 epochs" in text
+    assert "| 0.07 (16 uniform-noise images: 0.62; 16 training flowers: -0.01) |" in text
+    assert "epoch 1 → 18 | " + ", ".join(f"{2.0 - e / 100:.2f}" for e in range(1, 19)) + " |" in text
+    assert "| final KID and FID at 299 px; sampler study | after epoch 50 |" in text
+    write_json(tmp_path / "evaluate-validation.json", evaluation(0.0412, 61.25, 1638, 1638, "validation"))
+    assert "uniform-noise" not in section.render(tmp_path, builtin=None)
+
+
+def test_the_section_is_replaced_between_its_markers_and_a_readme_without_them_is_refused(tmp_path: Path) -> None:
+    readme = f"# x\n\nintro\n\n## Results (old)\n\n{section.BEGIN}\nold\n{section.END}\n\n## Next\n"
+    replaced = section.replace_section(readme, "## Results\n\nnew\n")
+    assert replaced == "# x\n\nintro\n\n## Results\n\nnew\n\n## Next\n"
+    with pytest.raises(SystemExit, match="no Results section markers"):
+        section.replace_section("# x\n\n## Results\n", "new")
+
+
+def test_check_reports_a_stale_readme(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    finished_run(tmp_path / "results")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Results\n\n{section.BEGIN}\nstale\n{section.END}\n")
+    arguments = ["--results", str(tmp_path / "results"), "--readme", str(readme)]
+    assert section.main([*arguments, "--check"]) == 1 and "-stale" in capsys.readouterr().out
+    assert section.main(arguments) == 0 and section.main([*arguments, "--check"]) == 0
+
+
+def test_the_readme_shows_the_numbers_of_docs_results_and_of_the_shipped_model() -> None:
+    """README.md's Results section is exactly what docs/results/ and the built-in model's metadata say."""
+    assert section.main(["--check"]) == 0, "README.md is stale: run python scripts/results_section.py"
+    published = json.loads((REPO / "docs" / "results" / "results.json").read_text())
+    shipped = section.read_metadata(section.BUILTIN_FILE)
+    assert (int(shipped["epoch"]), int(shipped["step"])) == (published["epochs_completed"], published["step"])
