@@ -63,7 +63,7 @@ def quick_check(model: torch.nn.Module, splits, *, num: int = 16, num_real: int 
             **{f"kid_{name}": value for name, value in kid.items()}}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (its latest checkpoint) or one of its checkpoints")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--builtin", choices=("yes", "no"), default="no")
     parser.add_argument("--quick-check", choices=("yes", "no"), default="no", help="also write quick-check.json")
     parser.add_argument("--data", default=None, help="the images for --quick-check (default: the run's own)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     model, config, checkpoint = load_model(args.run_dir)  # a run folder (its latest) or one checkpoint folder
     state = load_training_state(checkpoint)
     history = state["history"]

@@ -11,14 +11,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("results_section", REPO / "scripts" / "results_section.py")
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-section = load_script()
+section = load_script("results_section")
+publish = load_script("publish_results")
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -112,3 +113,28 @@ def test_the_readme_shows_the_numbers_of_docs_results_and_of_the_shipped_model()
     published = json.loads((REPO / "docs" / "results" / "results.json").read_text())
     shipped = section.read_metadata(section.BUILTIN_FILE)
     assert (int(shipped["epoch"]), int(shipped["step"])) == (published["epochs_completed"], published["step"])
+
+
+def test_a_published_checkpoint_renders_its_history_and_wall_time(tmp_path: Path) -> None:
+    """publish_results.py on a small checkpoint writes the grid, curves, history and results.json that the
+    section is rendered from; the wall time counts each epoch's steps at its own rate plus its evaluation."""
+    from ddim.checkpoint import write_checkpoint
+    from ddim.config import RunConfig, TrainConfig
+    from test_checkpoint import TINY, trained_looking_model
+
+    history = [{"epoch": e, "step": 7 * e, "train_noise_loss": 0.3 / e, "val_noise_loss": 0.6 / e, "val_kid": 2.0 / e,
+                "images_per_second": 14.0 * e, "seconds": 1.0, "eval_seconds": 2.0} for e in (1, 2)]
+    config = RunConfig(model=TINY, train=TrainConfig(epochs=2, batch_size=4))
+    checkpoint = tmp_path / "run" / "checkpoints" / "step_000000014"
+    write_checkpoint(checkpoint, trained_looking_model(), config, {"step": 14, "history": history})
+    publish.main([str(tmp_path / "run"), "--out", str(tmp_path / "results"), "--hardware", "a test machine"])
+    out = tmp_path / "results"
+    assert {p.name for p in out.iterdir()} == {"samples_64.png", "history.csv", "losses.png", "results.json"}
+    published = json.loads((out / "results.json").read_text())
+    assert (published["epochs_completed"], published["step"], published["images_seen"]) == (2, 14, 56)
+    assert published["wall_seconds"] == pytest.approx(7 * 4 / 14 + 2 + 7 * 4 / 28 + 2)
+    assert [row["val_kid_75px"] for row in published["per_epoch"]] == [2.0, 1.0]
+    text = section.render(out, builtin=None)
+    assert "**In progress: epoch 2 of 2.**" not in text and "| epochs / images seen | 2 of 2 / 56 (14 steps of 4) |" in text
+    assert "| per-epoch KID (75 px, the validation images, 5 DDIM steps), epoch 1 → 2 | 2.00, 1.00 |" in text
+    assert "(14–28 images/s)" in text and "step_000000014 --builtin yes" in text
