@@ -142,7 +142,7 @@ def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
                                       f"({_group(results['step'])} steps of {batch})")]
     rates = [row["images_per_second"] for row in per_epoch if row.get("images_per_second")]
     rows.append(("wall time, hardware", f"{_hours(results['wall_seconds'])} of training and per-epoch evaluation on "
-                                        f"{results['hardware']}" + (f" ({_range(rates)} images/s)" if rates else "")))
+                                        f"{results['hardware']}" + (f"; {_range(rates)} images/s over the epochs" if rates else "")))
     train = [row["train_noise_loss"] for row in per_epoch if row.get("train_noise_loss") is not None]
     if train:
         rows.append((f"train noise loss, epoch 1 → {epochs}", f"{train[0]:.3f} → {train[-1]:.3f} (the Keras example's "

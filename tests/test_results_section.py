@@ -63,7 +63,7 @@ def test_a_finished_run_shows_its_final_numbers_and_the_sampler_study(tmp_path: 
     text = section.render(finished_run(tmp_path), builtin=None)
     assert "In progress" not in text and "| after epoch 50 |" not in text
     assert "| epochs / images seen | 50 of 50 / 1,635,200 (25,550 steps of 64) |" in text
-    assert "8.3 h of training and per-epoch evaluation on a test machine (51–100 images/s)" in text
+    assert "8.3 h of training and per-epoch evaluation on a test machine; 51–100 images/s over the epochs" in text
     assert "**0.0412 ± 0.0041**" in text and "**61.2**" in text  # KID ± std and FID against the validation images
     assert "FID at 299 px against all 8,189 images | **40.0**" in text and "vs all 8,189 images" in text and "--reference all --num 8189" in text
     assert "| heun | – | 0.3000 ± 0.0100 (9) | 0.0900 ± 0.0100 (19) |" in text  # spent evaluations in brackets
@@ -137,4 +137,4 @@ def test_a_published_checkpoint_renders_its_history_and_wall_time(tmp_path: Path
     text = section.render(out, builtin=None)
     assert "**In progress: epoch 2 of 2.**" not in text and "| epochs / images seen | 2 of 2 / 56 (14 steps of 4) |" in text
     assert "| per-epoch KID (75 px, the validation images, 5 DDIM steps), epoch 1 → 2 | 2.00, 1.00 |" in text
-    assert "(14–28 images/s)" in text and "step_000000014 --builtin yes" in text
+    assert "; 14–28 images/s over the epochs" in text and "step_000000014 --builtin yes" in text
