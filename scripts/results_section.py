@@ -40,6 +40,12 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
+def _fixed(value: float, digits: int = 2) -> str:
+    """``value`` to ``digits`` decimals, without a minus sign on a value that rounds to zero."""
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def _range(values: list[float]) -> str:
     low, high = min(values), max(values)
     return f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}–{high:.0f}"
@@ -159,8 +165,8 @@ def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
     quick = _read(folder / "quick-check.json")
     if quick and not evaluated:
         rows.append((f"KID of {quick['num']} samples at {quick['kid_size']} px ({quick['steps']} DDIM steps) against "
-                     f"{quick['num_real']} validation flowers", f"{quick['kid_samples']:.2f} ({quick['num']} uniform-noise "
-                     f"images: {quick['kid_noise']:.2f}; {quick['num']} training flowers: {quick['kid_train']:.2f})"))
+                     f"{quick['num_real']} validation flowers", f"{_fixed(quick['kid_samples'])} ({quick['num']} uniform-noise "
+                     f"images: {_fixed(quick['kid_noise'])}; {quick['num']} training flowers: {_fixed(quick['kid_train'])})"))
     rows += evaluated
     study = _read(folder / "study" / "study.json")
     if not finished and not evaluated:

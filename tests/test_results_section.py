@@ -80,10 +80,10 @@ def test_the_recommendation_says_when_the_two_best_samplers_are_within_one_stand
 def test_a_run_in_progress_shows_its_epoch_and_the_quick_check_until_the_full_evaluation_exists(tmp_path: Path) -> None:
     write_json(tmp_path / "results.json", results(18))
     write_json(tmp_path / "quick-check.json", {"num": 16, "num_real": 400, "kid_size": 299, "steps": 20,
-                                               "kid_samples": 0.073, "kid_noise": 0.617, "kid_train": -0.005})
+                                               "kid_samples": 0.073, "kid_noise": 0.617, "kid_train": -0.004})
     text = section.render(tmp_path, builtin=None)
     assert "**In progress: epoch 18 of 50.**" in text and "after 18 epochs" in text
-    assert "| 0.07 (16 uniform-noise images: 0.62; 16 training flowers: -0.01) |" in text
+    assert "| 0.07 (16 uniform-noise images: 0.62; 16 training flowers: 0.00) |" in text
     assert "epoch 1 → 18 | " + ", ".join(f"{2.0 - e / 100:.2f}" for e in range(1, 19)) + " |" in text
     assert "| final KID and FID at 299 px; sampler study | after epoch 50 |" in text
     write_json(tmp_path / "evaluate-validation.json", evaluation(0.0412, 61.25, 1638, 1638, "validation"))
