@@ -1,6 +1,6 @@
 """Publish a run's results into the repository: docs/results/ and the built-in model.
 
-    python scripts/publish_results.py RUN_DIR [--hardware "2-core CPU"] [--builtin yes] [--quick-check yes]
+    python scripts/publish_results.py RUN_DIR [--hardware "a 2-core CPU"] [--builtin yes] [--quick-check yes]
 
 Writes docs/results/samples_64.png (64 images of the latest EMA network, 20 DDIM steps, seed 0),
 history.csv and losses.png (the checkpoint's own history, so a checkpoint kept anywhere publishes alike), results.json (epoch reached, images seen, wall
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (its latest checkpoint) or one of its checkpoints")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
-    parser.add_argument("--hardware", default="2-core CPU (no GPU), background run at nice 10")
+    parser.add_argument("--hardware", default="a 2-core CPU (no GPU)",
+                        help="where it ran, as read after 'on' (default: a 2-core CPU (no GPU))")
     parser.add_argument("--builtin", choices=("yes", "no"), default="no")
     parser.add_argument("--quick-check", choices=("yes", "no"), default="no", help="also write quick-check.json")
     parser.add_argument("--data", default=None, help="the images for --quick-check (default: the run's own)")
