@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from ddim.config import DataConfig
-from ddim.data import DataError, load_splits
+from ddim.data import DataError, DataWarning, load_splits
 from ddim.data import flowers as flowers_module
 from ddim.data.flowers import download_flowers102, is_flowers_layout
 
@@ -64,7 +64,8 @@ def test_download_checks_md5s_and_unpacks_the_official_layout(mirror, tmp_path: 
     assert len(list((folder / "jpg").glob("*.jpg"))) == 8189
     # --data flowers102 with no local copy uses the same download, into the cache folder
     monkeypatch.setenv(flowers_module.URL_ENVIRONMENT_VARIABLE, url)
-    splits = load_splits(DataConfig(path="flowers102", cache_dir=str(tmp_path / "cache2")), 8)
+    with pytest.warns(DataWarning, match="8189 of 8189 images .* are smaller than 8x8 px and were upscaled"):
+        splits = load_splits(DataConfig(path="flowers102", cache_dir=str(tmp_path / "cache2")), 8)  # tiny stand-ins
     assert (len(splits.train), len(splits.validation)) == (6551, 1638)
     assert splits.folder == tmp_path / "cache2" / "flowers102"
 
