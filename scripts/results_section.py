@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ddim.export import BUILTIN_FILE, read_metadata
-from ddim.study import study_subtitle
+from ddim.study import sampler_label, study_subtitle
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- results: begin (written by scripts/results_section.py from docs/results/; edit those, not this) -->"
@@ -53,7 +53,7 @@ def _range(values: list[float]) -> str:
 
 def _evaluate_protocol(result: dict[str, Any]) -> str:
     settings = result["settings"]
-    sampler = settings["sampler"] + "".join(f" {k}={v:g}" for k, v in settings.get("sampler_options", {}).items())
+    sampler = sampler_label(settings["sampler"], settings.get("sampler_options", {}))
     reference = result["reference"]["set"]
     real = f"all {_group(result['num_real'])}" if reference == "all" else f"{_group(result['num_real'])} {reference}"
     return (f"N = {_group(result['num_generated'])} generated ({sampler}, {settings['steps']} steps, seed "
@@ -170,7 +170,7 @@ def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
     rows += evaluated
     study = _read(folder / "study" / "study.json")
     if not finished and not evaluated:
-        rows.append((f"final KID and FID at 299 px; sampler study", f"after epoch {planned}"))
+        rows.append(("final KID and FID at 299 px; sampler study", f"after epoch {planned}"))
     lines += [f"| {name} | {value} |" for name, value in rows]
     if (folder / "losses.png").is_file():
         lines += ["", "![noise losses and per-epoch KID against epochs](docs/results/losses.png)"]
@@ -187,7 +187,7 @@ def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
     if builtin is not None and builtin.is_file():
         meta = read_metadata(builtin)
         size = builtin.stat().st_size / 2**20
-        state = f"after epoch {meta.get('epoch')}" + ("" if finished else f" (it is replaced as the run goes on)")
+        state = f"after epoch {meta.get('epoch')}" + ("" if finished else " (it is replaced as the run goes on)")
         lines += ["", f"**The built-in model** (`--checkpoint pretrained`, `ddim.load(\"pretrained\")`) is this run's EMA "
                   f"network {state}: {meta.get('dtype')}, {size:.1f} MiB, `src/ddim/pretrained/{builtin.name}`; its "
                   "metadata holds the step, epoch, per-epoch KID, config, normaliser and a sha256 that every load checks."]
