@@ -169,6 +169,10 @@ def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
                      f"images: {_fixed(quick['kid_noise'])}; {quick['num']} training flowers: {_fixed(quick['kid_train'])})"))
     rows += evaluated
     study = _read(folder / "study" / "study.json")
+    if study and study.get("finished") is False:  # an interrupted `ddim study`: its table waits for the rest
+        rows.append(("sampler study", f"{len(study['points'])} points measured so far; "
+                     "`ddim study` run again with the same settings measures the rest"))
+        study = None
     if not finished and not evaluated:
         rows.append(("final KID and FID at 299 px; sampler study", f"after epoch {planned}"))
     lines += [f"| {name} | {value} |" for name, value in rows]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,17 @@ def test_the_recommendation_says_when_the_two_best_samplers_are_within_one_stand
     assert "use **ddim** (KID 0.2000 ± 0.0100; next heun, 0.2050 ± 0.0100, within one standard deviation)." in text
 
 
+def test_an_unfinished_sampler_study_is_not_tabulated(tmp_path: Path) -> None:
+    finished_run(tmp_path)
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    write_json(tmp_path / "study" / "study.json", {**study, "finished": False})
+    text = section.render(tmp_path, builtin=None)
+    assert "**Sampler study**" not in text and "At 10 network evaluations" not in text
+    assert "| sampler study | 5 points measured so far;" in text and "**0.0412 ± 0.0041**" in text
+    write_json(tmp_path / "study" / "study.json", {**study, "finished": True})
+    assert "**Sampler study**" in section.render(tmp_path, builtin=None)
+
+
 def test_a_run_in_progress_shows_its_epoch_and_the_quick_check_until_the_full_evaluation_exists(tmp_path: Path) -> None:
     write_json(tmp_path / "results.json", results(18))
     write_json(tmp_path / "quick-check.json", {"num": 16, "num_real": 400, "kid_size": 299, "steps": 20,
@@ -138,3 +150,34 @@ def test_a_published_checkpoint_renders_its_history_and_wall_time(tmp_path: Path
     assert "**In progress: epoch 2 of 2.**" not in text and "| epochs / images seen | 2 of 2 / 56 (14 steps of 4) |" in text
     assert "| per-epoch KID (75 px, the validation images, 5 DDIM steps), epoch 1 → 2 | 2.00, 1.00 |" in text
     assert "; 14–28 images/s over the epochs" in text and "step_000000014 --builtin yes" in text
+
+
+def test_final_results_writes_every_file_and_keeps_finished_work_when_run_again(tiny_run: Path, flowers: Path,
+                                                                               tmp_path: Path) -> None:
+    """scripts/final_results.sh end to end on a tiny run (small counts), then again as after an interruption."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "results"
+    environment = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "BUILTIN": "no", "NUM_VALIDATION": "12",
+                   "NUM_ALL": "16", "STUDY_NUM": "8", "EVALUATIONS": "1,2", "SAMPLERS": "ddim,heun",
+                   "EXTRA": "--device cpu --subset-size 8"}
+    command = ["bash", str(REPO / "scripts" / "final_results.sh"), str(tiny_run), str(flowers)]
+    first = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for name in ("results.json", "samples_64.png", "losses.png", "history.csv", "evaluate-validation.json",
+                 "evaluate-all.json", "study/study.csv", "study/study.png", "study/study.json"):
+        assert (out / name).is_file(), name
+    validation, every = (json.loads((out / f"evaluate-{name}.json").read_text()) for name in ("validation", "all"))
+    assert validation["num_generated"] == 12 and every["num_generated"] == 16 and every["reference"]["set"] == "all"
+    study = json.loads((out / "study" / "study.json").read_text())
+    assert study["finished"] is True and [(p["sampler"], p["evaluations"]) for p in study["points"]] == [
+        ("ddim", 1), ("ddim", 2), ("heun", 1)]
+    text = section.render(out, builtin=None)
+    assert "**Sampler study**" in text and f"**{validation['kid']:.4f} ± {validation['kid_std']:.4f}**" in text
+
+    again = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("kept ") == 2 and "ddim evaluate" not in again.stderr
+    assert again.stdout.count("(measured earlier)") == 3
+    assert json.loads((out / "evaluate-all.json").read_text()) == every

