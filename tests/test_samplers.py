@@ -237,15 +237,31 @@ def test_an_interrupted_study_continues_where_it_stopped(tiny_run: Path, tmp_pat
 
     calls[:] = []  # other settings, other weights or --recompute: every point is measured again
     assert main(["study", "--checkpoint", str(tiny_run), *measure, "--seed", "5", "--out", str(study)]) == 0
-    assert len(calls) == 4 and "measured other settings (seed 0 (now 5))" in capsys.readouterr().out
+    assert len(calls) == 4 and "measured other settings (seed was 0, now 5)" in capsys.readouterr().out
     earlier_weights = sorted((tiny_run / "checkpoints").glob("step_*"))[0]
     calls[:] = []
     assert main(["study", "--checkpoint", str(earlier_weights), *measure, "--seed", "5", "--out", str(study)]) == 0
-    assert len(calls) == 4 and "measured other settings (the weights)" in capsys.readouterr().out
+    assert len(calls) == 4 and "measured other settings (other weights)" in capsys.readouterr().out
     calls[:] = []
     assert main(["study", "--checkpoint", str(earlier_weights), *measure, "--seed", "5", "--recompute",
                  "--out", str(study)]) == 0
     assert len(calls) == 4 and "measured earlier" not in capsys.readouterr().out
+
+
+def test_earlier_points_come_only_from_a_readable_study_of_the_same_protocol(tmp_path: Path) -> None:
+    from ddim.study import earlier_points
+
+    protocol = {"weights_sha256": "ab", "num": 8}
+    path = tmp_path / "study.json"
+    assert earlier_points(path, protocol) == ([], "")
+    point = {"sampler": "ddim", "steps": 5, "kid": 0.1, "fid": 20.0}
+    path.write_text(json.dumps({"points": [point]}))  # written before studies recorded their protocol
+    assert earlier_points(path, protocol)[1].endswith("does not record its settings (an older ddim wrote it); "
+                                                      "measuring every point")
+    path.write_text(json.dumps({"protocol": protocol, "points": [point, {"sampler": "heun"}]}))
+    assert earlier_points(path, protocol) == ([point], f"{path}: 1 point measured earlier with these settings")
+    path.write_text('{"protocol": ')
+    assert earlier_points(path, protocol)[0] == [] and "cannot be read" in earlier_points(path, protocol)[1]
 
 
 def test_velocity_and_signal_models_train_and_sample_through_the_cli(flowers: Path, tmp_path: Path) -> None:

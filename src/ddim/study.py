@@ -122,11 +122,14 @@ def earlier_points(path: Path, protocol: dict[str, Any]) -> tuple[list[dict[str,
         points = [point for point in earlier["points"] if {"sampler", "steps", "kid", "fid"} <= set(point)]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return [], f"{path} cannot be read ({error}); measuring every point"
-    before = earlier.get("protocol") or {}
+    before = earlier.get("protocol") if isinstance(earlier, dict) else None
+    if not isinstance(before, dict):
+        return [], f"{path} does not record its settings (an older ddim wrote it); measuring every point"
     changed = [key for key in protocol if before.get(key) != protocol[key]]
     if changed:
-        what = "the weights" if changed[0] == "weights_sha256" else "the real images" if changed[0] == \
-            "data_fingerprint" else f"{changed[0]} {before.get(changed[0])!r} (now {protocol[changed[0]]!r})"
+        key = changed[0]
+        what = {"weights_sha256": "other weights", "data_fingerprint": "other real images"}.get(
+            key, f"{key} was {before.get(key)!r}, now {protocol[key]!r}")
         return [], f"{path} measured other settings ({what}); measuring every point again"
     return points, f"{path}: {len(points)} point{'s' if len(points) != 1 else ''} measured earlier with these settings"
 
