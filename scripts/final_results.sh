@@ -27,19 +27,22 @@ EVALUATIONS=${EVALUATIONS:-5,10,20,50}
 SAMPLERS=${SAMPLERS:-ddim,ddim:eta=1,ddpm,dpmpp-2m,heun}
 EXTRA=${EXTRA:-}                            # e.g. "--device cpu --subset-size 50" for a trial
 mkdir -p "$OUT"
-# Run again after an interruption, it keeps an evaluation already written for this checkpoint, and the sampler
-# study measures only the points it lacks (ddim study continues a study of the same weights and settings).
+# Run again after an interruption, it keeps an evaluation already written for this checkpoint with as many samples
+# (all the reference images where NUM is empty), and the sampler study measures only the points it lacks (ddim
+# study continues a study of the same weights and settings).
 CHECKPOINT=$($PYTHON -c 'import sys; from ddim.checkpoint import resolve_checkpoint as r; print(r(sys.argv[1]))' "$RUN")
-written_for_checkpoint() {
-  [ -f "$1" ] && $PYTHON -c 'import json, sys; sys.exit(json.load(open(sys.argv[1])).get("checkpoint") != sys.argv[2])' \
-    "$1" "$CHECKPOINT" && echo "kept $1 (written earlier for $CHECKPOINT)"
+written_for_checkpoint() {  # FILE NUM
+  [ -f "$1" ] && $PYTHON -c 'import json, sys
+e = json.load(open(sys.argv[1]))
+sys.exit(e.get("checkpoint") != sys.argv[2] or e.get("num_generated") != int(sys.argv[3] or e.get("num_real")))' \
+    "$1" "$CHECKPOINT" "$2" && echo "kept $1 (written earlier for $CHECKPOINT)"
 }
 set -x
 $PYTHON scripts/publish_results.py "$RUN" --out "$OUT" --hardware "$HARDWARE" --builtin "$BUILTIN"
-written_for_checkpoint "$OUT/evaluate-validation.json" ||
+written_for_checkpoint "$OUT/evaluate-validation.json" "$NUM_VALIDATION" ||
   $PYTHON -m ddim evaluate --checkpoint "$RUN" --data "$DATA" ${NUM_VALIDATION:+--num $NUM_VALIDATION} \
     --no-progress --json "$OUT/evaluate-validation.json" $EXTRA
-written_for_checkpoint "$OUT/evaluate-all.json" ||
+written_for_checkpoint "$OUT/evaluate-all.json" "$NUM_ALL" ||
   $PYTHON -m ddim evaluate --checkpoint "$RUN" --data "$DATA" --reference all --num "$NUM_ALL" \
     --no-progress --json "$OUT/evaluate-all.json" $EXTRA
 $PYTHON -m ddim study --checkpoint "$RUN" --data "$DATA" --samplers "$SAMPLERS" --evaluations "$EVALUATIONS" \

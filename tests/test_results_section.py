@@ -181,3 +181,8 @@ def test_final_results_writes_every_file_and_keeps_finished_work_when_run_again(
     assert again.stdout.count("kept ") == 2 and "ddim evaluate" not in again.stderr
     assert again.stdout.count("(measured earlier)") == 3
     assert json.loads((out / "evaluate-all.json").read_text()) == every
+
+    environment["NUM_ALL"] = "20"  # other settings: that evaluation is measured again
+    third = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stdout.count("kept ") == 1 and json.loads((out / "evaluate-all.json").read_text())["num_generated"] == 20
