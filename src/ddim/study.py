@@ -59,41 +59,37 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
     labels = conditioning_labels(model, splits, reference, count, label)
     condition = {} if labels is None else {
         "class": "all" if label is None else model.class_names[label], "guidance": guidance}
+
+    def measure(label_text: str, name: str, options: dict[str, Any], steps: int) -> dict[str, Any]:
+        spent = network_evaluations(name, steps)
+        started = time.perf_counter()
+        update = progress(f"{label_text}, {spent} evaluations", count) if progress else None
+        generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
+                                       sampler_options=options, batch_size=batch_size, speed=speed,
+                                       progress=update, labels=labels, guidance=guidance)
+        metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
+                                  kid_batch_size=kid_batch_size)
+        return {"checkpoint": str(checkpoint), "sampler": label_text, "steps": steps, "evaluations": spent, **metrics,
+                "kid_size": extractor.image_size, "num": count, "num_real": len(real), "reference": reference,
+                "subsets": subsets, "subset_size": subset_size, "seed": seed,
+                "seconds": time.perf_counter() - started, **condition}
+
     rows: list[dict[str, Any]] = []
     measured = {(row["sampler"], int(row["steps"])): row for row in earlier}
     for name, options in samplers:
+        label_text = sampler_label(name, options)
         for steps in sorted({steps_for_evaluations(name, target) for target in evaluations}):
-            spent = network_evaluations(name, steps)
-            if (sampler_label(name, options), steps) in measured:
-                rows.append({**measured[sampler_label(name, options), steps], "checkpoint": str(checkpoint)})
-                if report is not None:
-                    report(_point_line(rows[-1]) + "  (measured earlier)")
-                if on_point is not None:
-                    on_point(rows)
-                continue
-            started = time.perf_counter()
-            update = progress(f"{sampler_label(name, options)}, {spent} evaluations", count) if progress else None
-            generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
-                                           sampler_options=options, batch_size=batch_size, speed=speed,
-                                           progress=update, labels=labels, guidance=guidance)
-            metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
-                                      kid_batch_size=kid_batch_size)
-            row = {"checkpoint": str(checkpoint), "sampler": sampler_label(name, options), "steps": steps,
-                   "evaluations": spent, **metrics,
-                   "kid_size": extractor.image_size, "num": count, "num_real": len(real), "reference": reference,
-                   "subsets": subsets, "subset_size": subset_size, "seed": seed,
-                   "seconds": time.perf_counter() - started, **condition}
+            if (label_text, steps) in measured:
+                row, note = {**measured[label_text, steps], "checkpoint": str(checkpoint)}, "  (measured earlier)"
+            else:
+                row, note = measure(label_text, name, options, steps), ""
             rows.append(row)
             if report is not None:
-                report(_point_line(row))
+                report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "
+                       f"{row['kid_std']:.4f}  FID {row['fid']:.2f}{note}")
             if on_point is not None:
                 on_point(rows)
     return rows
-
-
-def _point_line(row: dict[str, Any]) -> str:
-    return (f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "
-            f"{row['kid_std']:.4f}  FID {row['fid']:.2f}")
 
 
 def study_protocol(model: DiffusionModel, splits: ImageSplits, *, num: int | None, seed: int, reference: str,
