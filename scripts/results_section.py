@@ -173,8 +173,12 @@ def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
         rows.append(("sampler study", f"{len(study['points'])} points measured so far; "
                      "`ddim study` run again with the same settings measures the rest"))
         study = None
-    if not finished and not evaluated:
-        rows.append(("final KID and FID at 299 px; sampler study", f"after epoch {planned}"))
+    to_come = [what for what, file in (("final KID and FID at 299 px", "evaluate-validation.json"),
+                                       ("FID against all the images", "evaluate-all.json"),
+                                       ("sampler study", "study/study.json")) if not (folder / file).is_file()]
+    if to_come:  # named, so that a finished run's section never reads as complete before its measurements are
+        rows.append(("; ".join(to_come), f"after epoch {planned}" if not finished else
+                     "being measured (`bash scripts/final_results.sh` keeps what it measured and does the rest)"))
     lines += [f"| {name} | {value} |" for name, value in rows]
     if (folder / "losses.png").is_file():
         lines += ["", "![noise losses and per-epoch KID against epochs](docs/results/losses.png)"]

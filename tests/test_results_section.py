@@ -89,6 +89,16 @@ def test_an_unfinished_sampler_study_is_not_tabulated(tmp_path: Path) -> None:
     assert "**Sampler study**" in section.render(tmp_path, builtin=None)
 
 
+def test_a_finished_run_names_the_measurements_still_to_come(tmp_path: Path) -> None:
+    finished_run(tmp_path)
+    (tmp_path / "evaluate-all.json").unlink()
+    (tmp_path / "study" / "study.json").unlink()
+    text = section.render(tmp_path, builtin=None)
+    assert "| FID against all the images; sampler study | being measured (`bash scripts/final_results.sh`" in text
+    assert "**0.0412 ± 0.0041**" in text and "against all 8,189 images" not in text
+    assert "being measured" not in section.render(finished_run(tmp_path), builtin=None)
+
+
 def test_a_run_in_progress_shows_its_epoch_and_the_quick_check_until_the_full_evaluation_exists(tmp_path: Path) -> None:
     write_json(tmp_path / "results.json", results(18))
     write_json(tmp_path / "quick-check.json", {"num": 16, "num_real": 400, "kid_size": 299, "steps": 20,
@@ -97,7 +107,7 @@ def test_a_run_in_progress_shows_its_epoch_and_the_quick_check_until_the_full_ev
     assert "**In progress: epoch 18 of 50.**" in text and "after 18 epochs" in text
     assert "| 0.07 (16 uniform-noise images: 0.62; 16 training flowers: 0.00) |" in text
     assert "epoch 1 → 18 | " + ", ".join(f"{2.0 - e / 100:.2f}" for e in range(1, 19)) + " |" in text
-    assert "| final KID and FID at 299 px; sampler study | after epoch 50 |" in text
+    assert "| final KID and FID at 299 px; FID against all the images; sampler study | after epoch 50 |" in text
     write_json(tmp_path / "evaluate-validation.json", evaluation(0.0412, 61.25, 1638, 1638, "validation"))
     assert "uniform-noise" not in section.render(tmp_path, builtin=None)
 
