@@ -212,6 +212,54 @@ def test_evaluate_prints_and_writes_reproducible_kid_and_fid(tiny_run: Path, tmp
     assert json.loads(out.read_text())["kid"] == results["kid"]
 
 
+def test_an_interrupted_evaluation_continues_where_it_stopped(tiny_run: Path, tmp_path: Path, capsys,
+                                                               monkeypatch) -> None:
+    """An hour-long evaluation stopped halfway keeps its finished batches; the same command generates only the rest
+    and gives the numbers of an uninterrupted run. Other settings never take those batches."""
+    cache = tmp_path / "cache"
+    out = tmp_path / "eval.json"
+    arguments = ["evaluate", "--checkpoint", str(tiny_run), "--num", "20", "--batch-size", "8", "--steps", "2",
+                 "--kid-size", "75", "--subsets", "5", "--subset-size", "10", "--device", "cpu", "--no-progress",
+                 "--cache-dir", str(cache), "--json", str(out)]
+    generate = evaluation_module.generate_images
+    batches: list[list[int]] = []
+    stop_at = 2
+
+    def counted(*args, **kwargs):
+        batches.append(list(kwargs["indices"]))
+        if len(batches) == stop_at:
+            raise KeyboardInterrupt  # as if stopped while generating the second batch
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation_module, "generate_images", counted)
+    assert main(arguments) == 130 and not out.exists()
+    kept = list((cache / "partial").glob("*/images-*.npy"))
+    assert [p.name for p in kept] == ["images-0000000-0000007.npy"]
+
+    batches[:], stop_at = [], 0
+    assert main(arguments) == 0
+    assert batches == [list(range(8, 16)), list(range(16, 20))]  # only the missing batches
+    assert "continuing an interrupted generation: 8 of 20 images done earlier" in capsys.readouterr().out
+    assert not kept[0].parent.exists()  # removed once complete
+    resumed = json.loads(out.read_text())
+
+    batches[:] = []
+    assert main(arguments) == 0 and len(batches) == 3  # nothing left over: a whole new evaluation
+    whole = json.loads(out.read_text())
+    assert (resumed["kid"], resumed["kid_std"], resumed["fid"]) == (whole["kid"], whole["kid_std"], whole["fid"])
+
+    batches[:], stop_at = [], 2  # interrupted again; then another seed, and a damaged batch file
+    assert main(arguments) == 130
+    batches[:], stop_at = [], 0
+    assert main([*arguments, "--seed", "3"]) == 0 and len(batches) == 3
+    assert "continuing" not in capsys.readouterr().out
+    (kept,) = (cache / "partial").glob("*/images-*.npy")  # seed 0's batch is still there
+    kept.write_bytes(b"not an array")
+    batches[:] = []
+    assert main(arguments) == 0 and len(batches) == 3
+    assert json.loads(out.read_text())["kid"] == whole["kid"]
+
+
 def test_evaluate_reports_bad_weights_without_a_traceback(tiny_run: Path, tmp_path: Path, capsys) -> None:
     code = main(["evaluate", "--checkpoint", str(tiny_run), "--inception-weights", str(tmp_path / "none.pt"),
                  "--device", "cpu"])

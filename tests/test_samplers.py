@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -208,6 +209,8 @@ def test_an_interrupted_study_continues_where_it_stopped(tiny_run: Path, tmp_pat
 
     def counted(*args, **kwargs):
         calls.append(kwargs["steps"])
+        # a point's finished batches are kept where an interrupted point continues (tested with ddim evaluate's)
+        assert kwargs["partial_dir"] == Path(os.environ["DDIM_CACHE_DIR"]) / "partial"
         if len(calls) == 3 and interrupt:
             raise KeyboardInterrupt  # as if stopped while measuring the third point
         return generate(*args, **kwargs)

@@ -26,6 +26,7 @@ from .files import atomic_path
 from .metrics.distances import fid_from_features, kid_per_batch, kid_subsets
 from .metrics.inception import InceptionFeatures, extract_features
 from .model import DiffusionModel, generate_images
+from .partial import PartialFeatures
 from .reports import to_uint8
 from .speed import Speed
 
@@ -135,22 +136,47 @@ def generated_features(model: DiffusionModel, extractor: InceptionFeatures, *, n
                        sampler: str = "ddim", sampler_options: dict[str, Any] | None = None, batch_size: int = 256,
                        quantize: bool = True, speed: Speed | None = None,
                        progress: Callable[[int], None] | None = None, labels: Sequence[int] | None = None,
-                       guidance: float = 1.0) -> np.ndarray:
+                       guidance: float = 1.0, partial_dir: Path | None = None,
+                       report: Callable[[str], None] | None = None) -> np.ndarray:
     """Features of images ``start`` .. ``start + num - 1`` of ``seed``, generated batch by batch (never all
-    held at once) with the EMA network; ``labels[k]`` is the class of image ``start + k`` (conditional models)."""
+    held at once) with the EMA network; ``labels[k]`` is the class of image ``start + k`` (conditional models).
+
+    With ``partial_dir``, each finished batch's features are kept there until all are generated, so that the same
+    call after an interruption generates only the missing batches (``report`` is told how many it found)."""
     device = next(model.parameters()).device
+    partial = None
+    if partial_dir is not None:
+        from .checkpoint import tensors_sha256
+
+        partial = PartialFeatures(partial_dir, {
+            "weights_sha256": tensors_sha256(model.state_dict()), "sampler": sampler,
+            "sampler_options": sampler_options or {}, "steps": steps, "seed": seed, "start": start, "num": num,
+            "batch_size": batch_size, "quantize": quantize, "guidance": guidance, "device": device.type,
+            "labels": None if labels is None else hashlib.sha256(str(list(labels)).encode()).hexdigest(),
+            "speed": speed.describe() if speed is not None else None,
+            "inception": [extractor.sha1, extractor.image_size]})
+        found = partial.count()
+        if found and report is not None:
+            report(f"continuing an interrupted generation: {found} of {num} images done earlier ({partial.folder})")
     chunks = []
     for first in range(start, start + num, batch_size):
         indices = range(first, min(first + batch_size, start + num))
-        batch_labels = None if labels is None else labels[first - start:first - start + len(indices)]
-        images = generate_images(model, seed=seed, indices=indices, steps=steps,
-                                 batch_size=batch_size, sampler=sampler, device=device, speed=speed,
-                                 labels=batch_labels, guidance=guidance, **(sampler_options or {}))
-        if quantize:  # as if saved to PNG and read back, like every image-folder evaluation
-            images = to_uint8(images).float().div_(255.0)
-        chunks.append(extract_features(extractor, images.to(device), batch_size=batch_size))
+        features = partial.load(first, len(indices)) if partial is not None else None
+        if features is None:
+            batch_labels = None if labels is None else labels[first - start:first - start + len(indices)]
+            images = generate_images(model, seed=seed, indices=indices, steps=steps,
+                                     batch_size=batch_size, sampler=sampler, device=device, speed=speed,
+                                     labels=batch_labels, guidance=guidance, **(sampler_options or {}))
+            if quantize:  # as if saved to PNG and read back, like every image-folder evaluation
+                images = to_uint8(images).float().div_(255.0)
+            features = extract_features(extractor, images.to(device), batch_size=batch_size)
+            if partial is not None:
+                partial.save(first, features)
+        chunks.append(features)
         if progress is not None:
-            progress(len(images))
+            progress(len(indices))
+    if partial is not None:
+        partial.clear()
     return np.concatenate(chunks)
 
 
@@ -190,8 +216,12 @@ def _metrics(real: np.ndarray, generated: np.ndarray, settings: EvaluationSettin
 
 def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures,
              settings: EvaluationSettings, *, cache_dir: Path | None = None, speed: Speed | None = None,
-             progress: Progress | None = None) -> dict[str, Any]:
+             progress: Progress | None = None, partial_dir: Path | None = None,
+             report: Callable[[str], None] | None = None) -> dict[str, Any]:
     """KID (mean, std over subsets), the Keras example's per-batch KID, and FID of generated vs real images.
+
+    ``partial_dir``: where finished batches are kept until the generation is complete, so that the same evaluation
+    after an interruption continues where it stopped (see :func:`generated_features`).
 
     A conditional model generates ``settings.label``'s class against that class's real images, or, without a
     label, the reference images' classes in turn (:func:`generation_labels`).
@@ -205,7 +235,7 @@ def evaluate(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFea
     generated = generated_features(model, extractor, num=num, steps=settings.steps, seed=settings.seed,
                                    sampler=settings.sampler, sampler_options=settings.sampler_options,
                                    batch_size=settings.batch_size, speed=speed, progress=update, labels=labels,
-                                   guidance=settings.guidance)
+                                   guidance=settings.guidance, partial_dir=partial_dir, report=report)
     return _metrics(real, generated, settings, splits, extractor, cache_file)
 
 

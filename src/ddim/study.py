@@ -38,13 +38,15 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
               progress: Progress | None = None, report: Callable[[str], None] | None = None,
               checkpoint: str | Path = "", label: int | None = None, guidance: float = 1.0,
               earlier: Sequence[dict[str, Any]] = (),
-              on_point: Callable[[list[dict[str, Any]]], None] | None = None) -> list[dict[str, Any]]:
+              on_point: Callable[[list[dict[str, Any]]], None] | None = None,
+              partial_dir: Path | None = None) -> list[dict[str, Any]]:
     """One row per (sampler, evaluations) point; the same seed everywhere.
 
     ``earlier``: rows an earlier, perhaps interrupted, study measured in the same way (see
     :func:`earlier_points`); a point found there (same sampler and steps) is taken as it is, not measured again.
     ``on_point(rows)`` is called after each point with the rows so far (to save them: an interrupted study then
-    loses at most the point it was measuring).
+    loses at most the point it was measuring). With ``partial_dir``, the batches of that point are kept too, so
+    that it continues where it stopped (see :func:`ddim.evaluation.generated_features`).
 
     A sampler that cannot spend exactly a requested count (heun: 2 * steps - 1) takes the most steps within it
     (heun at 10: 5 steps, 9 evaluations), and each point is measured once.
@@ -66,7 +68,8 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
         update = progress(f"{label_text}, {spent} evaluations", count) if progress else None
         generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
                                        sampler_options=options, batch_size=batch_size, speed=speed,
-                                       progress=update, labels=labels, guidance=guidance)
+                                       progress=update, labels=labels, guidance=guidance,
+                                       partial_dir=partial_dir, report=report)
         metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
                                   kid_batch_size=kid_batch_size)
         return {"checkpoint": str(checkpoint), "sampler": label_text, "steps": steps, "evaluations": spent, **metrics,

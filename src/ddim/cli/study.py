@@ -63,7 +63,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
                         help="output folder (study.csv, study.png, study.json); the CSV and JSON are rewritten "
                         "after every point, and a study run again into the same folder takes the points it already "
-                        "holds for the same weights and settings instead of measuring them again")
+                        "holds for the same weights and settings instead of measuring them again (and the point it was "
+                        "measuring continues from its last finished batch, kept in $DDIM_CACHE_DIR or ~/.cache/ddim)")
     parser.add_argument("--recompute", action="store_true",
                         help="measure every point, even those DIR/study.json already holds")
     options.add_json(parser, "the settings and every point (as in DIR/study.json)")
@@ -77,6 +78,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from ..checkpoint import load_model
     from ..data import load_splits
+    from ..data.dataset import default_cache_dir
     from ..metrics.inception import load_inception
     from ..study import earlier_points, plot_study, run_study, sampler_label, study_protocol, write_study
 
@@ -118,7 +120,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                      subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
                      progress=options.progress_factory(show), report=lambda line: print(line, file=human),
                      checkpoint=str(folder), label=label[0] if label else None, guidance=args.guidance,
-                     earlier=earlier, on_point=save)
+                     earlier=earlier, on_point=save, partial_dir=default_cache_dir() / "partial")
     plot_study(rows, out / "study.png")
     results = save(rows, finished=True)
     if args.json_out:
