@@ -108,6 +108,30 @@ def test_second_load_reads_the_cache_instead_of_decoding(tmp_path: Path, monkeyp
         load_splits(config, 16)
 
 
+def test_the_split_fingerprint_follows_the_pixels_not_the_files_dates_or_place(tmp_path: Path) -> None:
+    """A copied or re-extracted folder (new modification times, another path) is the same data for feature caches
+    and studies; other pixels, another split or other labels are not."""
+    import os
+    import shutil
+
+    write_images(tmp_path / "imgs" / "a", 6, seed=0)
+    write_images(tmp_path / "imgs" / "b", 6, seed=1)
+
+    def fingerprint(folder: Path, **options) -> str:
+        return load_splits(DataConfig(path=str(folder), cache_dir=str(tmp_path / "cache"), **options), 16).fingerprint
+
+    first = fingerprint(tmp_path / "imgs")
+    shutil.copytree(tmp_path / "imgs", tmp_path / "copy")
+    for path in (tmp_path / "copy").rglob("*.png"):
+        os.utime(path, ns=(10**18, 10**18))  # a later extraction
+    assert fingerprint(tmp_path / "copy") == first
+    assert fingerprint(tmp_path / "copy", split_seed=1) != first
+    labelled = load_splits(DataConfig(path=str(tmp_path / "copy"), cache_dir=str(tmp_path / "cache")), 16, classes=True)
+    assert labelled.fingerprint != first  # the same images, now with class labels
+    write_images(tmp_path / "copy" / "a", 1, seed=9)  # one image's pixels change
+    assert fingerprint(tmp_path / "copy") != first
+
+
 def test_missing_empty_and_file_data_paths_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"data folder .*nowhere does not exist"):
         load_splits(DataConfig(path=str(tmp_path / "nowhere")), 16)

@@ -9,7 +9,6 @@ the newest readable checkpoint after checking that the configuration continues t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import DataWarning, DeviceImages, ImageSplits, TrainBatches, load_splits
+from .data.dataset import content_fingerprint
 from .distributed import Distributed, from_environment
 from .files import FolderLock, FolderLocked
 from .metrics.inception import InceptionFeatures, extract_features, load_inception
@@ -215,12 +215,8 @@ def with_classes(config: RunConfig, splits: ImageSplits) -> RunConfig:
 
 
 def data_fingerprint(splits: ImageSplits) -> str:
-    """sha256 of the train and validation pixels, wherever they were read from."""
-    digest = hashlib.sha256()
-    for images in (splits.train, splits.validation):
-        digest.update(f"{images.shape}|".encode())
-        digest.update(np.ascontiguousarray(images).tobytes())
-    return digest.hexdigest()
+    """sha256 of the train and validation pixels, wherever they were read from (a resume must see the same)."""
+    return content_fingerprint(splits.train, splits.validation)
 
 
 def _load_images(config: RunConfig, distributed: Distributed, progress: Progress | None) -> ImageSplits:

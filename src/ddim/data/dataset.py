@@ -44,7 +44,7 @@ class ImageSplits:
     validation_labels: np.ndarray | None
     folder: Path
     layout: str  # "flowers102" or "folder"
-    fingerprint: str  # identifies files, split and preprocessing (for reference-feature caches)
+    fingerprint: str  # the split's pixels and labels (content_fingerprint): reference-feature caches, studies
     skipped: tuple[str, ...] = ()  # unreadable files left out (only with skip_unreadable)
     upscaled: int = 0  # images of train + validation smaller than the image size, so upscaled
     class_names: tuple[str, ...] = ()  # the classes, by label (Flowers 102's names, or the folder's subfolders)
@@ -65,7 +65,20 @@ def resolve_data_folder(path: str, cache_dir: Path) -> Path:
     raise DataError(f"data folder {folder} does not exist (use --data flowers102 to download Oxford Flowers 102)")
 
 
+def content_fingerprint(*arrays: np.ndarray | None) -> str:
+    """sha256 of arrays' shapes and bytes (None is left out): the same images give the same value wherever and
+    whenever they were read from, a copied or re-extracted folder included."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is not None:
+            digest.update(f"{array.shape}|".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def _fingerprint(folder: Path, files: list[Path], image_size: int) -> str:
+    """The decoding cache's key: the files' names, sizes and modification times (not read: cheap)."""
+
     digest = hashlib.sha1(f"v{CACHE_FORMAT_VERSION}:{image_size}".encode())
     for path in files:
         stat = path.stat()
@@ -187,9 +200,8 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
     if small:
         warnings.warn(f"{small} of {len(train_rows) + len(validation_rows)} images from {folder} are smaller than "
                       f"{image_size}x{image_size} px and were upscaled", DataWarning, stacklevel=2)
-    split_key = hashlib.sha1(f"{key}:{config.split_seed}:{config.train_fraction}:{config.train_images}:"
-                             f"{config.validation_images}{':classes' if classes and layout == 'folder' else ''}"
-                             .encode()).hexdigest()
-    return ImageSplits(train=images[train_rows], validation=images[validation_rows], train_labels=train_labels,
+    train, validation = images[train_rows], images[validation_rows]
+    return ImageSplits(train=train, validation=validation, train_labels=train_labels,
                        validation_labels=validation_labels, folder=folder, layout=layout,
-                       fingerprint=split_key, skipped=skipped, upscaled=small, class_names=names)
+                       fingerprint=content_fingerprint(train, validation, train_labels, validation_labels),
+                       skipped=skipped, upscaled=small, class_names=names)
