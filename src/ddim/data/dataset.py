@@ -88,14 +88,14 @@ def _fingerprint(folder: Path, files: list[Path], image_size: int) -> str:
 
 def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: Path, skip_unreadable: bool,
                    progress: Callable[[str, int], Callable[[int], None]] | None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
-    """All ``files`` decoded (from the cache when it is current); returns images, kept indices, upscaled, key."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All ``files`` decoded (from the cache when it is current); returns images, kept indices, upscaled."""
     key = _fingerprint(folder, files, image_size)
     cache_file = cache_dir / "images" / f"{folder.name}-{key[:16]}-{image_size}px{'-skip' if skip_unreadable else ''}.npz"
     if cache_file.is_file():
         try:
             with np.load(cache_file) as cached:
-                return cached["images"], cached["kept"], cached["upscaled"], key
+                return cached["images"], cached["kept"], cached["upscaled"]
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
     update = progress(f"decoding {len(files)} images from {folder}", len(files)) if progress else None
@@ -106,7 +106,7 @@ def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: 
             np.savez(temporary, images=images, kept=kept_array, upscaled=upscaled)
     except OSError:
         pass  # an unwritable cache only costs the next run the decoding time
-    return images, kept_array, upscaled, key
+    return images, kept_array, upscaled
 
 
 def folder_classes(folder: Path, files: list[Path]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -155,7 +155,7 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
     if flowers.is_flowers_layout(folder):
         index = flowers.read_index(folder)
         files = [flowers.image_path(folder, i) for i in range(1, index.labels.size + 1)]
-        images, kept, upscaled, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
+        images, kept, upscaled = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
         train_ids, validation_ids = flowers.seed_split(index, config.split_seed, config.train_fraction)
         position = np.full(len(files) + 1, -1, dtype=np.int64)  # 1-based id -> row in ``images``
         position[kept + 1] = np.arange(kept.size)
@@ -173,7 +173,7 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
         if not files:
             raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
                             "or the Oxford Flowers 102 layout jpg/ + imagelabels.mat + setid.mat)")
-        images, kept, upscaled, key = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
+        images, kept, upscaled = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
         names, train_labels, validation_labels = (), None, None
         if classes:
             names, labels = folder_classes(folder, files)
