@@ -87,12 +87,22 @@ def conditioning_labels(model: DiffusionModel, splits: ImageSplits, reference: s
     return [label] * num if label is not None else generation_labels(splits, reference, num)
 
 
+def cache_folder(cache_dir: Path | str | None = None) -> Path:
+    """``cache_dir``, else the default cache (``$DDIM_CACHE_DIR`` or ``~/.cache/ddim``)."""
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
+def partial_folder(cache_dir: Path | str | None = None) -> Path:
+    """Where unfinished generations keep their finished batches (``partial_dir`` of :func:`generated_features`)."""
+    return cache_folder(cache_dir) / "partial"
+
+
 def reference_features(splits: ImageSplits, reference: str, extractor: InceptionFeatures, *,
                        cache_dir: Path | None = None, batch_size: int = 200,
                        progress: Progress | None = None) -> tuple[np.ndarray, Path | None]:
     """Inception features of the real reference images, read from / written to the feature cache."""
     images = real_images(splits, reference)
-    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = cache_folder(cache_dir)
     name = f"{splits.fingerprint[:16]}-{reference}-{len(images)}-{extractor.image_size}px-{extractor.sha1[:12]}.npy"
     cache_file = folder / "features" / name
     if cache_file.is_file():

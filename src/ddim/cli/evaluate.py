@@ -61,8 +61,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..classes import require_conditional
     from ..config import DataConfig
     from ..data import load_splits
-    from ..data.dataset import default_cache_dir
-    from ..evaluation import EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, read_generated
+    from ..evaluation import (EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, partial_folder,
+                              read_generated)
     from ..metrics.inception import load_inception
 
     if args.num is not None and args.num < 2:
@@ -100,9 +100,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                   sampler_options=sampler_options, kid_size=args.kid_size, reference=args.reference,
                                   subsets=args.subsets, subset_size=args.subset_size, batch_size=args.batch_size,
                                   label=label[0] if label else None, guidance=args.guidance)
-    cache_root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     results = evaluate(model, splits, extractor, settings, cache_dir=args.cache_dir, speed=speed,
-                       progress=options.progress_factory(show), partial_dir=cache_root / "partial",
+                       progress=options.progress_factory(show), partial_dir=partial_folder(args.cache_dir),
                        report=lambda line: print(line, file=options.human_output(args)))
     results = {"checkpoint": str(folder), "speed": speed.describe(), **results}
     if model.class_names:

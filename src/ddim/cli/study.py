@@ -78,7 +78,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from ..checkpoint import load_model
     from ..data import load_splits
-    from ..data.dataset import default_cache_dir
+    from ..evaluation import partial_folder
     from ..metrics.inception import load_inception
     from ..study import earlier_points, plot_study, run_study, sampler_label, study_protocol, write_study
 
@@ -120,7 +120,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                      subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
                      progress=options.progress_factory(show), report=lambda line: print(line, file=human),
                      checkpoint=str(folder), label=label[0] if label else None, guidance=args.guidance,
-                     earlier=earlier, on_point=save, partial_dir=default_cache_dir() / "partial")
+                     earlier=earlier, on_point=save, partial_dir=partial_folder())
     plot_study(rows, out / "study.png")
     results = save(rows, finished=True)
     if args.json_out:

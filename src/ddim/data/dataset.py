@@ -78,7 +78,6 @@ def content_fingerprint(*arrays: np.ndarray | None) -> str:
 
 def _fingerprint(folder: Path, files: list[Path], image_size: int) -> str:
     """The decoding cache's key: the files' names, sizes and modification times (not read: cheap)."""
-
     digest = hashlib.sha1(f"v{CACHE_FORMAT_VERSION}:{image_size}".encode())
     for path in files:
         stat = path.stat()
