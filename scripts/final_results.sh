@@ -25,6 +25,7 @@ NUM_ALL=${NUM_ALL:-8189}
 STUDY_NUM=${STUDY_NUM:-}                    # empty: as many as the validation set holds
 EVALUATIONS=${EVALUATIONS:-5,10,20,50}
 SAMPLERS=${SAMPLERS:-ddim,ddim:eta=1,ddpm,dpmpp-2m,heun}
+STUDY_TITLE=${STUDY_TITLE:-sampler study of the final EMA network of the run in docs/results}
 EXTRA=${EXTRA:-}                            # e.g. "--device cpu --subset-size 50" for a trial
 mkdir -p "$OUT"
 # Run again after an interruption, it keeps an evaluation already written for this checkpoint with as many samples
@@ -46,5 +47,5 @@ written_for_checkpoint "$OUT/evaluate-all.json" "$NUM_ALL" ||
   $PYTHON -m ddim evaluate --checkpoint "$RUN" --data "$DATA" --reference all --num "$NUM_ALL" \
     --no-progress --json "$OUT/evaluate-all.json" $EXTRA
 $PYTHON -m ddim study --checkpoint "$RUN" --data "$DATA" --samplers "$SAMPLERS" --evaluations "$EVALUATIONS" \
-  ${STUDY_NUM:+--num $STUDY_NUM} --no-progress --out "$OUT/study" $EXTRA
+  ${STUDY_NUM:+--num $STUDY_NUM} --title "$STUDY_TITLE" --no-progress --out "$OUT/study" $EXTRA
 if [ "$(realpath "$OUT")" = "$(realpath docs/results)" ]; then $PYTHON scripts/results_section.py; fi

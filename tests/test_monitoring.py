@@ -268,6 +268,24 @@ def test_plot_study_labels_every_panel_names_the_checkpoint_and_takes_titles(tmp
         assert axis[5][0] != axis[5][1]  # the two samplers differ in marker and dashes
 
 
+def test_plot_study_labels_each_budget_once_when_heun_lands_next_to_it(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import ddim.study
+    from ddim.study import evaluation_ticks, plot_study
+
+    figures = captured(monkeypatch, ddim.study)
+    rows = [{**row, "sampler": sampler, "evaluations": e, "steps": e}
+            for row in study_rows()[:1] for sampler in ("ddim", "dpmpp-2m") for e in (5, 10, 20, 50)]
+    rows += [{**rows[0], "sampler": "heun", "evaluations": e, "steps": (e + 1) // 2} for e in (5, 9, 19, 49)]
+    plot_study(rows, tmp_path / "study.png")
+    for axis in figures[0]["axes"]:  # 9, 19 and 49 (heun alone) would print over 10, 20 and 50 (three samplers)
+        assert [label for label in axis[1] if label] == ["5", "10", "20", "50"]
+        assert axis[0][0] < 5 and axis[0][1] > 50  # every point still inside the axis
+    assert evaluation_ticks([1, 2, 3, 5, 7, 10, 15, 20, 30, 50]) == [1, 2, 3, 5, 7, 10, 15, 20, 30, 50]  # the default
+    assert evaluation_ticks([9, 10, 10]) == [10] and evaluation_ticks([9, 10]) == [10]  # ties: the larger
+    assert evaluation_ticks([]) == []
+
+
 def test_study_rows_and_csv_carry_checkpoint_kid_size_n_and_sampler(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace

@@ -185,17 +185,21 @@ def test_invert_prints_reconstruction_error_against_steps(tiny_run: Path, tmp_pa
     assert (tmp_path / "reconstructions_8steps.png").is_file() and (tmp_path / "originals.png").is_file()
 
 
-def test_study_writes_kid_against_evaluations(tiny_run: Path, tmp_path: Path) -> None:
+def test_study_writes_kid_against_evaluations(tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
+    import ddim.study
+
+    titles, plot = [], ddim.study.plot_study
+    monkeypatch.setattr(ddim.study, "plot_study", lambda rows, path, **kw: titles.append(kw.get("title")) or plot(rows, path, **kw))
     assert main(["study", "--checkpoint", str(tiny_run), "--samplers", "ddim,heun,ddim:eta=1", "--evaluations", "1,2,4",
                  "--num", "12", "--subsets", "3", "--subset-size", "10", "--out", str(tmp_path), "--device", "cpu",
-                 "--no-progress"]) == 0
+                 "--no-progress", "--title", "tiny flowers"]) == 0
     with open(tmp_path / "study.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["sampler"], int(r["evaluations"])) for r in rows] == [
         ("ddim", 1), ("ddim", 2), ("ddim", 4), ("heun", 1), ("heun", 3), ("ddim eta=1", 1), ("ddim eta=1", 2),
         ("ddim eta=1", 4)]  # heun spends 2 * steps - 1: the most steps within 2 is 1 (measured once), within 4 is 2
     assert all(np.isfinite(float(r["kid"])) and np.isfinite(float(r["fid"])) for r in rows)
-    assert (tmp_path / "study.png").is_file()
+    assert (tmp_path / "study.png").is_file() and titles == ["tiny flowers"]  # --title reaches the plot
 
 
 def test_an_interrupted_study_continues_where_it_stopped(tiny_run: Path, tmp_path: Path, monkeypatch,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -183,10 +184,11 @@ def plot_study(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None 
         kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
         fid_axis.plot(x, [r["fid"] for r in points], label=label, color=line.get_color(), **style)
     evaluations = sorted({float(r["evaluations"]) for r in rows}) or [1.0]
+    ticks = evaluation_ticks([r["evaluations"] for r in rows]) or [1.0]
     for axis, name, key in ((kid_axis, "KID", "kid"), (fid_axis, "FID", "fid")):
         axis.set_xscale("log")
         axis.set_xlim(evaluations[0] / 1.3, evaluations[-1] * 1.3)
-        axis.xaxis.set_major_locator(FixedLocator(evaluations))  # every measured point labelled
+        axis.xaxis.set_major_locator(FixedLocator(ticks))  # the measured counts, as many as stay readable
         axis.xaxis.set_minor_locator(NullLocator())
         axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         readable_value_scale(axis, [r[key] for r in rows])
@@ -199,6 +201,17 @@ def plot_study(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None 
     set_titles(figure, title or (f"sample quality of {first['checkpoint']}" if first.get("checkpoint")
                                  else "sample quality against network evaluations"), subtitle or study_subtitle(rows))
     return save_figure(figure, path, top=0.88)
+
+
+def evaluation_ticks(evaluations: Sequence[int], *, min_ratio: float = 1.25) -> list[float]:
+    """The evaluation counts to label on a log axis: every measured count, except one closer than ``min_ratio``
+    to a count measured by more points (heun's 9 next to everyone's 10), whose labels would overlap."""
+    counts = Counter(int(e) for e in evaluations)
+    chosen: list[int] = []
+    for value in sorted(counts, key=lambda e: (-counts[e], -e)):
+        if all(max(value, other) / min(value, other) >= min_ratio for other in chosen):
+            chosen.append(value)
+    return [float(value) for value in sorted(chosen)]
 
 
 def readable_value_scale(axis: Any, values: Sequence[float]) -> None:

@@ -65,6 +65,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "after every point, and a study run again into the same folder takes the points it already "
                         "holds for the same weights and settings instead of measuring them again (and the point it was "
                         "measuring continues from its last finished batch, kept in $DDIM_CACHE_DIR or ~/.cache/ddim)")
+    parser.add_argument("--title", default=None, metavar="TEXT",
+                        help="the plot's title (default: \"sample quality of\" and the checkpoint's folder)")
     parser.add_argument("--recompute", action="store_true",
                         help="measure every point, even those DIR/study.json already holds")
     options.add_json(parser, "the settings and every point (as in DIR/study.json)")
@@ -121,7 +123,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                      progress=options.progress_factory(show), report=lambda line: print(line, file=human),
                      checkpoint=str(folder), label=label[0] if label else None, guidance=args.guidance,
                      earlier=earlier, on_point=save, partial_dir=partial_folder())
-    plot_study(rows, out / "study.png")
+    plot_study(rows, out / "study.png", title=args.title)
     results = save(rows, finished=True)
     if args.json_out:
         options.write_json(results, args.json_out)
