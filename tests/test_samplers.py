@@ -189,7 +189,12 @@ def test_study_writes_kid_against_evaluations(tiny_run: Path, tmp_path: Path, mo
     import ddim.study
 
     titles, plot = [], ddim.study.plot_study
-    monkeypatch.setattr(ddim.study, "plot_study", lambda rows, path, **kw: titles.append(kw.get("title")) or plot(rows, path, **kw))
+
+    def plotted(rows, path, **options):
+        titles.append(options.get("title"))
+        return plot(rows, path, **options)
+
+    monkeypatch.setattr(ddim.study, "plot_study", plotted)
     assert main(["study", "--checkpoint", str(tiny_run), "--samplers", "ddim,heun,ddim:eta=1", "--evaluations", "1,2,4",
                  "--num", "12", "--subsets", "3", "--subset-size", "10", "--out", str(tmp_path), "--device", "cpu",
                  "--no-progress", "--title", "tiny flowers"]) == 0
