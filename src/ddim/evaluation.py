@@ -60,8 +60,7 @@ def class_subset(splits: ImageSplits, label: int) -> ImageSplits:
     train, validation = splits.train_labels == label, splits.validation_labels == label
     return dataclasses.replace(splits, train=splits.train[train], validation=splits.validation[validation],
                                train_labels=splits.train_labels[train],
-                               validation_labels=splits.validation_labels[validation],
-                               fingerprint=hashlib.sha1(f"{splits.fingerprint}:class{label}".encode()).hexdigest())
+                               validation_labels=splits.validation_labels[validation])
 
 
 def generation_labels(splits: ImageSplits, reference: str, num: int) -> list[int]:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
@@ -44,10 +45,15 @@ class ImageSplits:
     validation_labels: np.ndarray | None
     folder: Path
     layout: str  # "flowers102" or "folder"
-    fingerprint: str  # the split's pixels and labels (content_fingerprint): reference-feature caches, studies
     skipped: tuple[str, ...] = ()  # unreadable files left out (only with skip_unreadable)
     upscaled: int = 0  # images of train + validation smaller than the image size, so upscaled
     class_names: tuple[str, ...] = ()  # the classes, by label (Flowers 102's names, or the folder's subfolders)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The split's pixels and labels (:func:`content_fingerprint`), the key of reference-feature caches and
+        studies; derived, so a subset made with ``dataclasses.replace`` gets its own."""
+        return content_fingerprint(self.train, self.validation, self.train_labels, self.validation_labels)
 
 
 def resolve_data_folder(path: str, cache_dir: Path) -> Path:
@@ -199,8 +205,6 @@ def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = 
     if small:
         warnings.warn(f"{small} of {len(train_rows) + len(validation_rows)} images from {folder} are smaller than "
                       f"{image_size}x{image_size} px and were upscaled", DataWarning, stacklevel=2)
-    train, validation = images[train_rows], images[validation_rows]
-    return ImageSplits(train=train, validation=validation, train_labels=train_labels,
-                       validation_labels=validation_labels, folder=folder, layout=layout,
-                       fingerprint=content_fingerprint(train, validation, train_labels, validation_labels),
-                       skipped=skipped, upscaled=small, class_names=names)
+    return ImageSplits(train=images[train_rows], validation=images[validation_rows], train_labels=train_labels,
+                       validation_labels=validation_labels, folder=folder, layout=layout, skipped=skipped,
+                       upscaled=small, class_names=names)
