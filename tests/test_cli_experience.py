@@ -17,7 +17,7 @@ import ddim
 from ddim.cli import build_parser, main, options
 from conftest import REPO, write_images
 
-COMMANDS = ("train", "sample", "evaluate", "bench", "interpolate", "invert", "study", "export", "demo")
+COMMANDS = ("train", "recipes", "sample", "evaluate", "bench", "interpolate", "invert", "study", "export", "demo")
 PENDING = {"train": {"--no-tensorboard"}}  # in the README while being added to the parser; nothing else may differ
 TINY_EVALUATION = ["--kid-size", "75", "--subsets", "2", "--subset-size", "4", "--reference", "all", "--device", "cpu",
                    "--no-progress"]

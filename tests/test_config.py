@@ -71,6 +71,8 @@ def test_defaults_are_the_keras_examples() -> None:
     assert (data.train_fraction, data.repeats) == (0.8, 5)
     assert (train.epochs, train.batch_size, train.lr, train.weight_decay) == (50, 64, 1e-3, 1e-4)
     assert (train.adam_epsilon, train.ema, train.ema_warmup, train.loss) == (1e-7, 0.999, False, "mae")
+    assert not data.flip and train.ema_std is None  # no augmentation; the constant EMA decay from the first step
+    assert (train.lr_schedule, train.lr_warmup_steps) == ("constant", 0)  # no warm-up, no decay
     assert train.plot_images == 9  # the Keras example's sample(num_images=9): a 3 x 3 grid
     assert (train.plot_steps, train.kid_every, train.kid_steps, train.kid_image_size, train.kid_batch_size) == \
         (20, 1, 5, 75, 64)

@@ -26,7 +26,9 @@ EARLIER_OPTIONS = {
     "--checkpoint-every", "--keep-checkpoints", "--kid-every", "--kid-steps", "--kid-image-size",
     "--inception-weights", "--eval-batch-size", "--precision", "--channels-last", "--compile", "--batchnorm"}
 ADDED_OPTIONS = {"--embedding-min-frequency", "--embedding-max-frequency", "--adam-epsilon", "--kid-batch-size",
-                 "--conditional", "--class-dropout", "--guidance"}  # the last three: class-conditional training
+                 "--conditional", "--class-dropout", "--guidance",  # these three: class-conditional training
+                 "--flip", "--ema-std", "--lr-schedule", "--lr-warmup-steps", "--lr-decay-steps",
+                 "--lr-floor"}  # these six: the levers of the better recipes
 
 
 def config_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -74,15 +76,17 @@ def test_choices_come_from_the_config() -> None:
     choices = {action.dest: action.choices for action in config_actions(parse("train").parser) if action.choices}
     assert choices == {"model.prediction": config_module.PREDICTION_TARGETS, "train.loss": config_module.LOSSES,
                        "train.precision": config_module.PRECISIONS, "train.compile": config_module.COMPILE_MODES,
-                       "train.batchnorm": config_module.BATCHNORM_MODES}
+                       "train.batchnorm": config_module.BATCHNORM_MODES, "train.lr_schedule": config_module.LR_SCHEDULES}
     from ddim import speed
 
     assert (speed.PRECISIONS, speed.COMPILE_MODES) == (config_module.PRECISIONS, config_module.COMPILE_MODES)
 
 
 def test_the_argparse_type_comes_from_the_annotation() -> None:
-    assert options.argument_type(float | None) is float
-    assert options.argument_type(typing.Optional[int]) is int
+    optional_float, optional_int = options.argument_type(float | None), options.argument_type(typing.Optional[int])
+    assert optional_float("0.5") == 0.5 and optional_int("3") == 3  # parsed as the type, and 'none' is the default
+    assert optional_float("none") is None and optional_int("None") is None
+    assert (optional_float.__name__, optional_int.__name__) == ("float", "int")  # argparse's "invalid int value"
     assert options.argument_type(bool) is options.yes_no
     assert options.argument_type(tuple[int, ...]) is options.int_list
     with pytest.raises(TypeError, match="no command-line type"):

@@ -22,7 +22,8 @@ from ddim import checkpoint as ckpt
 from ddim.callbacks import Callback
 from ddim import training_step as steps_module
 from ddim.cli import main
-from ddim.config import ADDED_IN_VERSION_3, CONFIG_VERSION, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ddim.config import (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4, CONFIG_VERSION, DataConfig, ModelConfig, RunConfig,
+                         TrainConfig)
 from ddim.train import TrainingError, TrainingInterrupted, fit
 
 TIMING = {"seconds", "eval_seconds", "images_per_second"}
@@ -319,11 +320,49 @@ def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninte
 
 
 def without_conditional_fields(config: dict) -> dict:
-    """A config dictionary as ddim 0.1 and 0.2 wrote it: without the fields of class-conditional training."""
-    for section, fields in ADDED_IN_VERSION_3.items():
-        for name in fields:
-            del config[section][name]
+    """A config dictionary as ddim 0.1 and 0.2 wrote it: without the fields of class-conditional training (nor those
+    of the better recipes, added later)."""
+    for added in (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4):
+        for section, fields in added.items():
+            for name in fields:
+                del config[section][name]
     return config
+
+
+def test_a_run_written_by_ddim_0_3_resumes_bit_identically(flowers: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    """ddim 0.3 wrote version-3 configs, without the levers of the better recipes (flips, power EMA, learning-rate
+    schedule); such a run loads and resumes through the CLI as the Keras example's recipe it was."""
+    run_dir = tmp_path / "v03"
+    fit(tiny_config(flowers, max_steps=5), run_dir)
+    for folder in [run_dir, *ckpt.step_checkpoints(run_dir)]:
+        config = json.loads((folder / "config.json").read_text())
+        for section, fields in ADDED_IN_VERSION_4.items():
+            for name in fields:
+                del config[section][name]
+        (folder / "config.json").write_text(json.dumps({**config, "version": 3}))
+    _, old_config, _ = ckpt.load_model(run_dir)
+    assert not old_config.data.flip and old_config.train.ema_std is None and old_config.train.lr_schedule == "constant"
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0
+    assert_same_run(uninterrupted, run_dir)
+
+
+def test_a_run_of_the_improved_recipe_stopped_mid_epoch_resumes_bit_identically(flowers: Path, tmp_path: Path) -> None:
+    """Flips, the power-function EMA and the learning-rate schedule are functions of (seed, step): a run stopped
+    inside an epoch and resumed through the CLI ends with the weights of an uninterrupted one."""
+    levers = ["--recipe", "improved", "--lr-warmup-steps", "3", "--lr-decay-steps", "6"]
+    tiny = ["--data", str(flowers), "--image-size", "16", "--widths", "8,16", "--block-depth", "1", "--batch-size", "16",
+            "--repeats", "2", "--train-images", "48", "--validation-images", "16", "--epochs", "2", "--seed", "3",
+            "--device", "cpu", "--plot-images", "4", "--plot-steps", "2", "--kid-steps", "2", "--checkpoint-every", "2",
+            "--log-every", "2", "--no-progress", "--no-tensorboard", *levers]
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    assert main(["train", "--run-dir", str(straight), *tiny]) == 0
+    assert main(["train", "--run-dir", str(stopped), *tiny, "--max-steps", "5"]) == 0
+    assert main(["train", "--resume", str(stopped), "--max-steps", "12", "--no-progress"]) == 0
+    assert_same_run(straight, stopped)
+    plain = tmp_path / "plain"  # and the levers change the computation: without flips the weights differ
+    assert main(["train", "--run-dir", str(plain), *tiny, "--flip", "no"]) == 0
+    with_flips, without = final_state(straight)[0], final_state(plain)[0]
+    assert any(not torch.equal(with_flips[name], without[name]) for name in with_flips)
 
 
 def test_a_run_written_by_ddim_0_2_loads_and_resumes_bit_identically(flowers: Path, uninterrupted: Path,

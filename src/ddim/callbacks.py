@@ -194,7 +194,7 @@ class SampleGrid(Callback):
         images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=indices,
                                  steps=train.plot_steps, batch_size=train.eval_batch_size, device=device,
                                  speed=self.speed, labels=labels, guidance=train.guidance)
-        share = initial_share(train.ema, int(row["step"]), train.ema_warmup)
+        share = initial_share(train.ema, int(row["step"]), train.ema_warmup, train.ema_std)
         caption = f"EMA still {share:.0%} initial weights (see --ema-warmup)" if share >= 0.05 else None
         save_grid(images, self.path(epoch), columns=columns, caption=caption, row_labels=row_labels)
 

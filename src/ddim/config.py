@@ -34,6 +34,9 @@ LOSSES = ("mae", "mse")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune")
 BATCHNORM_MODES = ("auto", "sync", "local")
+LR_SCHEDULES = ("constant", "cosine", "inverse-sqrt")
+#: The largest relative standard deviation a power-function EMA can have (its exponent 0: a uniform average).
+MAX_EMA_STD = math.sqrt(1 / 12)
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, name: str | None = None,
@@ -140,6 +143,8 @@ class DataConfig:
     validation_images: int | None = option(None, "use only the first N validation images (default: all)")
     skip_unreadable: bool = option(False, "leave unreadable images out and count them instead of stopping at the "
                                    "first")
+    flip: bool = option(False, "flip each training image left-right with probability 1/2, drawn per epoch from the run "
+                        "seed (the same flips after a resume); not the Keras example's")
 
     def __post_init__(self) -> None:
         _require(isinstance(self.path, str) and self.path != "", "path", "must name a data folder")
@@ -151,6 +156,7 @@ class DataConfig:
         _positive_int(self.repeats, "repeats")
         _require(isinstance(self.skip_unreadable, bool), "skip_unreadable",
                  f"must be true or false, got {self.skip_unreadable!r}")
+        _require(isinstance(self.flip, bool), "flip", f"must be true or false, got {self.flip!r}")
         for name in ("train_images", "validation_images"):
             if getattr(self, name) is not None:
                 _positive_int(getattr(self, name), name)
@@ -162,7 +168,16 @@ class TrainConfig:
 
     epochs: int = option(50, "epochs of training")
     batch_size: int = option(64, "global batch size")
-    lr: float = option(1e-3, "AdamW learning rate")
+    lr: float = option(1e-3, "AdamW learning rate (the peak of a schedule)")
+    lr_schedule: str = option("constant", "learning rate after the warm-up: constant (the Keras example's), cosine "
+                              "(to the floor at --lr-decay-steps, then the floor) or inverse-sqrt (lr / sqrt(step / "
+                              "--lr-decay-steps) from that step on, EDM2's; it never needs the run's length)",
+                              choices=LR_SCHEDULES)
+    lr_warmup_steps: int = option(0, "steps of linear learning-rate warm-up from 0 to --lr")
+    lr_decay_steps: int | None = option(None, "cosine: the step where the decay reaches the floor; inverse-sqrt: the "
+                                        "step where the decay starts (default: for cosine the run's last step, "
+                                        "recorded when the run starts; for inverse-sqrt the end of the warm-up)")
+    lr_floor: float = option(0.0, "the lowest learning rate of a decaying schedule, as a fraction of --lr")
     weight_decay: float = option(1e-4, "AdamW decoupled weight decay per step: each step multiplies every weight by "
                                  "1 - F, whatever --lr (the Keras example's tensorflow-addons meaning; PyTorch's "
                                  "weight_decay = F / lr)")
@@ -170,6 +185,9 @@ class TrainConfig:
     ema: float = option(0.999, "EMA decay of the sampling network")
     ema_warmup: bool = option(False, "decay min(ema, (1+step)/(10+step)) so short runs are not dominated by the "
                               "initial weights (not the Keras example's)")
+    ema_std: float | None = option(None, "EDM2's power-function EMA instead of a constant --ema: each step's decay is "
+                                   "(1 - 1/step)^(gamma + 1), the average's width is this fraction of the run so far "
+                                   "(e.g. 0.1) and the initial weights get no weight (default: off)")
     loss: str = option("mae", "loss on the prediction", choices=LOSSES)
     class_dropout: float = option(0.1, "conditional runs: probability that a training image's class is replaced by "
                                   "'no class', which trains the unconditional model too (Ho & Salimans 2022)")
@@ -210,6 +228,22 @@ class TrainConfig:
         _finite(self.ema, "ema")
         _require(0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1), got {self.ema}")
         _require(isinstance(self.ema_warmup, bool), "ema_warmup", f"must be true or false, got {self.ema_warmup!r}")
+        if self.ema_std is not None:
+            _finite(self.ema_std, "ema_std")
+            _require(0.0 < self.ema_std < MAX_EMA_STD, "ema_std",
+                     f"must be in (0, {MAX_EMA_STD:.4f}) (a power-function EMA's relative width), got {self.ema_std}")
+            _require(not self.ema_warmup, "ema_std", "replaces --ema-warmup; give one of the two")
+        _one_of(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
+        _require(isinstance(self.lr_warmup_steps, int) and not isinstance(self.lr_warmup_steps, bool)
+                 and self.lr_warmup_steps >= 0, "lr_warmup_steps",
+                 f"must be a non-negative integer, got {self.lr_warmup_steps!r}")
+        if self.lr_decay_steps is not None:
+            _positive_int(self.lr_decay_steps, "lr_decay_steps")
+            _require(self.lr_schedule != "constant", "lr_decay_steps", "applies to --lr-schedule cosine or inverse-sqrt")
+            _require(self.lr_decay_steps >= self.lr_warmup_steps, "lr_decay_steps",
+                     f"must be at least --lr-warmup-steps ({self.lr_warmup_steps}), got {self.lr_decay_steps}")
+        _finite(self.lr_floor, "lr_floor")
+        _require(0.0 <= self.lr_floor <= 1.0, "lr_floor", f"must be a fraction of --lr in [0, 1], got {self.lr_floor}")
         _one_of(self.loss, LOSSES, "loss")
         _finite(self.class_dropout, "class_dropout")
         _require(0.0 <= self.class_dropout < 1.0, "class_dropout", f"must be in [0, 1), got {self.class_dropout}")
@@ -240,8 +274,9 @@ class TrainConfig:
         _require(self.kid_batch_size >= 2, "kid_batch_size", f"KID needs batches of at least 2, got {self.kid_batch_size}")
 
 
-CONFIG_VERSION = 3
-"""Version 3 adds class-conditional training (``model.conditional``, ``model.class_names``,
+CONFIG_VERSION = 4
+"""Version 4 adds the levers of the better recipes (``data.flip``, ``train.ema_std``, ``train.lr_schedule``,
+``train.lr_warmup_steps``, ``train.lr_decay_steps``, ``train.lr_floor``). Version 3 adds class-conditional training (``model.conditional``, ``model.class_names``,
 ``train.class_dropout``, ``train.guidance``). Version 2: ``train.weight_decay`` is the per-step decay (the Keras
 example's meaning). Version 1 (no ``version`` key) meant PyTorch's ``lr * weight_decay``. :func:`upgrade_config_dict`
 converts both."""
@@ -250,6 +285,14 @@ converts both."""
 ADDED_IN_VERSION_3: dict[str, dict[str, Any]] = {
     "model": {"conditional": False, "class_names": []},
     "train": {"class_dropout": 0.1, "guidance": 1.0},
+}
+
+
+#: Fields added by version 4, with the values that give an earlier version's computation (the Keras example's).
+ADDED_IN_VERSION_4: dict[str, dict[str, Any]] = {
+    "data": {"flip": False},
+    "train": {"ema_std": None, "lr_schedule": "constant", "lr_warmup_steps": 0, "lr_decay_steps": None,
+              "lr_floor": 0.0},
 }
 
 
@@ -269,10 +312,12 @@ def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
         old_default = 1e-4  # version 1's default, in PyTorch's meaning
         train["weight_decay"] = train.get("lr", TrainConfig.lr) * train.get("weight_decay", old_default)
         data["train"] = train
-    if version < 3:  # an earlier version's model is unconditional: its sections name every field but these
-        for section, added in ADDED_IN_VERSION_3.items():
-            if isinstance(data.get(section), dict):
-                data[section] = {**added, **data[section]}
+    added_by = ((3, ADDED_IN_VERSION_3), (4, ADDED_IN_VERSION_4))
+    for added_in, fields in added_by:  # an earlier version's sections name every field but those added since
+        if version < added_in:
+            for section, added in fields.items():
+                if isinstance(data.get(section), dict):
+                    data[section] = {**added, **data[section]}
     return data
 
 

@@ -31,7 +31,7 @@ from .metrics.inception import InceptionFeatures
 from .model import DiffusionModel
 from .seeding import EVALUATION, mix_seed
 from .signals import StopRequests
-from .training_run import Progress, TrainingError, TrainingInterrupted, TrainingRun, build_run
+from .training_run import Progress, TrainingError, TrainingInterrupted, TrainingRun, build_run, run_length
 from .training_step import LOSS_NAMES, validation_losses
 
 __all__ = ["fit", "TrainingError", "TrainingInterrupted", "TrainState"]
@@ -62,9 +62,7 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
 def _fit(run: TrainingRun, hooks: Callbacks) -> tuple[DiffusionModel, TrainState]:
     config = run.config
     steps_per_epoch = run.batches.steps_per_epoch
-    total_steps = config.train.epochs * steps_per_epoch
-    if config.train.max_steps is not None:
-        total_steps = min(total_steps, config.train.max_steps)
+    total_steps = run_length(config, steps_per_epoch)
     skipped = run.splits.skipped
     notices = [f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}"] if skipped else []
     if run.splits.upscaled:
@@ -91,7 +89,7 @@ def _fit(run: TrainingRun, hooks: Callbacks) -> tuple[DiffusionModel, TrainState
 
 def _ema_notice(config: RunConfig, total_steps: int) -> list[str]:
     """One line when the run is too short for its EMA (its samples would still look like noise)."""
-    share = initial_share(config.train.ema, total_steps, config.train.ema_warmup)
+    share = initial_share(config.train.ema, total_steps, config.train.ema_warmup, config.train.ema_std)
     if share < 0.05:  # about 3 / (1 - ema) steps: what the EMA needs to forget its start
         return []
     return [f"this run ({total_steps} steps) is too short for --ema {config.train.ema}: at its end the EMA network "
@@ -128,14 +126,14 @@ def _train_epoch(run: TrainingRun, epoch: int, last: int, hooks: Callbacks,
         run.epoch_totals.zero_()
         run.epoch_seconds, run.epoch_timed_steps = 0.0, 0
     carried_seconds, carried_steps = run.epoch_seconds, run.epoch_timed_steps
-    order = run.batches.epoch_indices(epoch)
+    order, flips = run.batches.epoch_indices(epoch), run.batches.epoch_flips(epoch)
     hooks.on_epoch_start(epoch + 1, first, steps_per_epoch)
     running = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=run.speed.device)
     since_log, started = 0, time.perf_counter()
     logged_at = started
     for index in range(first, last):
-        losses = run.train_step(run.batches.images(order[index]), run.noise_generator, state.step + 1,
-                                run.batches.labels(order[index]))
+        images = run.batches.train_images(order[index], None if flips is None else flips[index])
+        losses = run.train_step(images, run.noise_generator, state.step + 1, run.batches.labels(order[index]))
         run.nonfinite |= ~torch.isfinite(losses).all()
         running += losses.double()
         run.epoch_totals += losses.double()

@@ -33,8 +33,9 @@ from .training_step import LOSS_NAMES, TrainStep, build_optimizer
 
 # Settings that fix what a run computes: a resume may not change them (epochs, max_steps, device,
 # logging and checkpoint cadence may change).
-RESUME_FIXED = {"data": ("split_seed", "train_fraction", "repeats", "train_images", "validation_images"),
-                "train": ("batch_size", "seed", "loss", "ema", "ema_warmup", "class_dropout")}
+RESUME_FIXED = {"data": ("split_seed", "train_fraction", "repeats", "train_images", "validation_images", "flip"),
+                "train": ("batch_size", "seed", "loss", "ema", "ema_warmup", "ema_std", "class_dropout",
+                          "lr_schedule", "lr_warmup_steps", "lr_decay_steps", "lr_floor")}
 Progress = Callable[[str, int], Callable[[int], None]]
 
 
@@ -77,6 +78,22 @@ class TrainingRun:
     notices: list[str]  # what setup must tell the user (a checkpoint it could not read, ...)
     epoch_seconds: float = 0.0  # how long this epoch's timed steps took, across resumes (checkpointed)
     epoch_timed_steps: int = 0  # how many of this epoch's steps that covers (all of them since ddim 0.3)
+
+
+def run_length(config: RunConfig, steps_per_epoch: int) -> int:
+    """The run's optimiser steps: its epochs, or ``max_steps`` if fewer."""
+    total = config.train.epochs * steps_per_epoch
+    return total if config.train.max_steps is None else min(total, config.train.max_steps)
+
+
+def with_decay_horizon(config: RunConfig, steps_per_epoch: int) -> RunConfig:
+    """A cosine schedule's config with its default horizon (the run's last step) recorded, so a resumed or extended
+    run keeps the curve it started on."""
+    train = config.train
+    if train.lr_schedule != "cosine" or train.lr_decay_steps is not None:
+        return config
+    horizon = max(run_length(config, steps_per_epoch), train.lr_warmup_steps)
+    return dataclasses.replace(config, train=dataclasses.replace(train, lr_decay_steps=horizon))
 
 
 def train_speed(config: RunConfig, local_rank: int = 0) -> Speed:
@@ -164,9 +181,11 @@ def _build(config: RunConfig, run_dir: Path, resume: bool, splits: ImageSplits |
     try:
         batches = TrainBatches(splits.train, batch_size=train.batch_size, repeats=config.data.repeats,
                                seed=train.seed, device=device, rank=distributed.rank,
-                               world_size=distributed.world_size, labels=splits.train_labels if conditional else None)
+                               world_size=distributed.world_size, labels=splits.train_labels if conditional else None,
+                               flip=config.data.flip)
     except ValueError as error:
         raise TrainingError(f"--batch-size {train.batch_size} is too large for this data: {error}") from error
+    config = with_decay_horizon(config, batches.steps_per_epoch)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train.seed)  # the initial weights come from the run seed alone
         model = DiffusionModel(config.model)
@@ -182,7 +201,8 @@ def _build(config: RunConfig, run_dir: Path, resume: bool, splits: ImageSplits |
     run = TrainingRun(
         config=config, run_dir=run_dir, distributed=distributed, speed=speed, splits=splits, model=model,
         optimizer=optimizer, train_step=TrainStep(model, optimizer, config, speed, network=network,
-                                                  distributed=distributed),
+                                                  distributed=distributed,
+                                                  total_steps=run_length(config, batches.steps_per_epoch)),
         noise_generator=generator(train.seed, TRAINING_NOISE, distributed.rank, device=device), batches=batches,
         validation=DeviceImages(splits.validation, device, splits.validation_labels if conditional else None),
         kid_extractor=kid_extractor, kid_real=None,

@@ -15,6 +15,7 @@ from .data import DeviceImages
 from .distributed import Distributed
 from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
 from .ema import ema_decay, update_ema
+from .learning_rate import learning_rate
 from .model import DiffusionModel
 from .network import NO_CLASS
 from .seeding import VALIDATION_NOISE, generator
@@ -73,15 +74,31 @@ def build_optimizer(model: DiffusionModel, config: RunConfig, speed: Speed) -> t
                              eps=train.adam_epsilon, fused=speed.fused_optimizer or None)
 
 
+def set_learning_rate(optimizer: torch.optim.Optimizer, config: RunConfig, step: int, total_steps: int) -> float:
+    """Set the learning rate of optimiser step ``step`` (1-based) from the config's schedule, and the decoupled weight
+    decay from the config (so a resumed run uses the config's values, not those its optimiser state recorded);
+    returns the learning rate. PyTorch's AdamW decays by ``lr_t * weight_decay / lr`` per step: the Keras example's
+    per-step decay, scaled by the schedule."""
+    train = config.train
+    rate = learning_rate(train, step, total_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+        group["weight_decay"] = train.weight_decay / train.lr
+    return rate
+
+
 class TrainStep:
     """``step(images, generator)``: one optimiser step and one EMA update; returns the detached losses.
 
-    Losses stay on the device: reading them is the caller's choice (once per log interval).
+    Losses stay on the device: reading them is the caller's choice (once per log interval). ``total_steps``: the
+    run's length, which only a cosine learning-rate schedule without ``lr_decay_steps`` needs.
     """
 
     def __init__(self, model: DiffusionModel, optimizer: torch.optim.Optimizer, config: RunConfig,
-                 speed: Speed, network: nn.Module | None = None, distributed: Distributed = Distributed()) -> None:
+                 speed: Speed, network: nn.Module | None = None, distributed: Distributed = Distributed(),
+                 total_steps: int | None = None) -> None:
         self.model, self.optimizer, self.config, self.speed = model, optimizer, config, speed
+        self.total_steps = total_steps if total_steps is not None else config.train.lr_decay_steps or 1
         self.network = network if network is not None else model.network  # e.g. a DDP wrapper
         self.distributed = distributed
         self.local_batchnorm = distributed.enabled and not any(
@@ -120,12 +137,14 @@ class TrainStep:
                              noises.contiguous(memory_format=memory_format), diffusion_times, labels)
         self.optimizer.zero_grad(set_to_none=True)
         losses[0].backward()
+        set_learning_rate(self.optimizer, self.config, step, self.total_steps)
         self.optimizer.step()
         if self.local_batchnorm:
             with torch.no_grad():
                 self._average_batchnorm_statistics()
         train = self.config.train
-        update_ema(self.model.ema_network, self.model.network, ema_decay(train.ema, step, train.ema_warmup))
+        update_ema(self.model.ema_network, self.model.network,
+                   ema_decay(train.ema, step, train.ema_warmup, train.ema_std))
         return losses.detach().clone()
 
 

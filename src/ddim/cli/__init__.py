@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import bench, demo, evaluate, export, interpolate, invert, sample, study, train
+from . import bench, demo, evaluate, export, interpolate, invert, recipes, sample, study, train
 
-COMMANDS = (train, sample, evaluate, bench, interpolate, invert, study, export, demo)
+COMMANDS = (train, recipes, sample, evaluate, bench, interpolate, invert, study, export, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from ..config import (COMPILE_MODES, CONFIG_VERSION, PRECISIONS, ConfigError, DataConfig, ModelConfig, RunConfig,
-                      TrainConfig)
+                      TrainConfig, upgrade_config_dict)
+from ..recipes import DEFAULT_RECIPE, RecipeError, load_recipe, recipe_names
 from .argtypes import (MAX_IMAGES, MAX_SAMPLING_STEPS, MAX_SEED, STDOUT, image_count, int_between, int_list,  # noqa: F401
                        json_output, non_negative_float, output_file, output_folder, positive_int,
                        positive_int_list, sampling_steps, seed, yes_no)
@@ -170,7 +171,7 @@ def argument_type(annotation: Any) -> Callable[[str], Any]:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = [member for member in typing.get_args(annotation) if member is not type(None)]
         if len(members) == 1:
-            return argument_type(members[0])
+            return _or_none(argument_type(members[0]))
     if annotation is bool:
         return yes_no
     if annotation in (int, float, str):
@@ -180,7 +181,15 @@ def argument_type(annotation: Any) -> Callable[[str], Any]:
     raise TypeError(f"no command-line type for a field of type {annotation!r}")
 
 
-def _shown(default: Any) -> str:
+def _or_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type that also takes ``none``: the field's unset default (e.g. ``--ema-std none`` over a recipe)."""
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() == "none" else kind(text)
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its "invalid ... value"
+    return parse
+
+
+def shown(default: Any) -> str:
     """A default as the command line writes it: yes/no, comma lists, plain values."""
     if isinstance(default, bool):
         return "yes" if default else "no"
@@ -206,7 +215,9 @@ def add_field_options(parser: argparse._ActionsContainer, section_cls: type, pre
         if (names is not None and spec.name not in names) or not spec.metadata.get("option", True):
             continue
         option, kind = field_option(spec), argument_type(hints[spec.name])
-        text = spec.metadata["help"] + ("" if spec.default is None else f" (default: {_shown(spec.default)})")
+        text = spec.metadata["help"] + ("" if spec.default is None else f" (default: {shown(spec.default)})")
+        if typing.get_origin(hints[spec.name]) in (typing.Union, types.UnionType):
+            text += "; 'none' restores the default"
         if "choices" in spec.metadata:
             extra: dict[str, Any] = {"choices": spec.metadata["choices"]}
         else:
@@ -243,10 +254,22 @@ def _versioned(data: Any) -> Any:
                       "for the per-step decay (today's meaning) or \"version\": 1 for PyTorch's lr * weight_decay")
 
 
-def config_file(text: str) -> RunConfig:
+@dataclasses.dataclass(frozen=True)
+class ConfigFile:
+    """A ``--config`` file: the fields it gives (section -> field -> value, in today's terms)."""
+
+    path: str
+    fields: dict[str, dict[str, Any]]
+
+
+def config_file(text: str) -> ConfigFile:
     """An argparse type: a JSON run configuration (``config.json``'s format, any version, possibly partial)."""
     try:
-        return RunConfig.from_dict(_versioned(json.loads(Path(text).read_text())))
+        data = _versioned(json.loads(Path(text).read_text()))
+        RunConfig.from_dict(data)  # every value checked now, before it is merged over a recipe
+        upgraded = upgrade_config_dict(data)  # today's meaning of each value the file gives, and only those
+        return ConfigFile(text, {section: {name: value for name, value in values.items() if name in data[section]}
+                                 for section, values in upgraded.items()})
     except OSError as error:
         reason = f"cannot read it ({error.strerror or error})"
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -256,11 +279,23 @@ def config_file(text: str) -> RunConfig:
     raise argparse.ArgumentTypeError(f"{text}: {reason}")
 
 
+def recipe(text: str) -> RunConfig:
+    """An argparse type: a shipped recipe's name."""
+    try:
+        return load_recipe(text).config()
+    except RecipeError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE`` and one option per run-config field, grouped by section, with the default in the help."""
+    """``--recipe``, ``--config FILE`` and one option per run-config field, grouped by section, with the default in
+    the help."""
+    parser.add_argument("--recipe", type=recipe, default=None, metavar="NAME",
+                        help=f"start from a named recipe: {', '.join(recipe_names())} (default: {DEFAULT_RECIPE}, the "
+                        "Keras example's); 'ddim recipes' lists every value each one changes")
     parser.add_argument("--config", type=config_file, default=None, metavar="FILE",
                         help="start from this JSON configuration (a run's config.json, or part of one: missing "
-                        "fields keep their defaults); options given here override it")
+                        "fields keep the recipe's values, else the defaults); options given here override it")
     for section, section_cls in SECTIONS.items():
         add_field_options(parser.add_argument_group(f"{section} options"), section_cls, section)
 
@@ -271,9 +306,14 @@ def given_options(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
-    """The run config: ``base`` (else the ``--config`` file, else the defaults) with every option given applied."""
-    base = base or getattr(args, "config", None) or RunConfig()
+    """The run config: ``base`` (else the ``--recipe``, else the defaults, with the ``--config`` file's fields over it)
+    with every option given applied."""
+    file: ConfigFile | None = getattr(args, "config", None)
+    if base is None:
+        base = getattr(args, "recipe", None) or RunConfig()
     sections = {name: dataclasses.asdict(getattr(base, name)) for name in SECTIONS}
+    for section, values in (file.fields.items() if file is not None else ()):
+        sections[section].update(values)
     for (section, name), value in given_options(args).items():
         sections[section][name] = value
     return RunConfig.from_dict({"version": CONFIG_VERSION, **sections})

@@ -3,7 +3,8 @@
 An epoch is the Keras example's: the train set repeated ``repeats`` times, shuffled, cut into batches of
 ``batch_size`` with the last partial batch dropped (6,551 x 5 // 64 = 511 steps). The order of epoch
 e depends only on (seed, e), so a resumed run sees exactly the batches it would have seen. Under
-data parallelism each rank takes its own slice of every global batch.
+data parallelism each rank takes its own slice of every global batch. With ``flip``, each image of an epoch is
+flipped left-right with probability 1/2, drawn from (seed, epoch) like the order, so a resume sees the same flips.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..seeding import DATA_ORDER, generator
+from ..seeding import AUGMENTATION, DATA_ORDER, generator
 
 
 class DeviceImages:
@@ -43,8 +44,9 @@ class TrainBatches(DeviceImages):
 
     def __init__(self, images: np.ndarray, *, batch_size: int, repeats: int, seed: int,
                  device: torch.device | str = "cpu", rank: int = 0, world_size: int = 1,
-                 labels: np.ndarray | None = None) -> None:
+                 labels: np.ndarray | None = None, flip: bool = False) -> None:
         super().__init__(images, device, labels)
+        self.flip = flip
         if batch_size % world_size != 0:
             raise ValueError(f"batch size {batch_size} is not divisible by the {world_size} processes")
         self.batch_size, self.repeats, self.seed = batch_size, repeats, seed
@@ -58,5 +60,24 @@ class TrainBatches(DeviceImages):
         order = torch.randperm(self.count * self.repeats, generator=generator(self.seed, DATA_ORDER, epoch))
         order = (order % self.count)[: self.steps_per_epoch * self.batch_size]
         order = order.view(self.steps_per_epoch, self.batch_size)  # (steps, global batch)
+        return self._local(order)
+
+    def epoch_flips(self, epoch: int) -> torch.Tensor | None:
+        """This rank's flips for every step of ``epoch`` (bool, shaped like :meth:`epoch_indices`), or None
+        without ``flip``."""
+        if not self.flip:
+            return None
+        draws = torch.rand(self.steps_per_epoch, self.batch_size, generator=generator(self.seed, AUGMENTATION, epoch))
+        return self._local(draws < 0.5)
+
+    def _local(self, per_step: torch.Tensor) -> torch.Tensor:
+        """This rank's columns of a (steps, global batch) tensor, on the device."""
         local = self.batch_size // self.world_size
-        return order[:, self.rank * local:(self.rank + 1) * local].to(self.device)
+        return per_step[:, self.rank * local:(self.rank + 1) * local].to(self.device)
+
+    def train_images(self, indices: torch.Tensor, flips: torch.Tensor | None) -> torch.Tensor:
+        """[0, 1] images (B, 3, H, W) of a step's indices, those marked in ``flips`` mirrored left-right."""
+        images = self.images(indices)
+        if flips is None:
+            return images
+        return torch.where(flips.view(-1, 1, 1, 1), images.flip(-1), images)
