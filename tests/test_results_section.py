@@ -196,3 +196,32 @@ def test_final_results_writes_every_file_and_keeps_finished_work_when_run_again(
     third = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stdout.count("kept ") == 1 and json.loads((out / "evaluate-all.json").read_text())["num_generated"] == 20
+
+
+def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_example(tmp_path: Path) -> None:
+    """Two runs (the recipe, and one without flips): what each changes, KID after epochs 5 and 10, the copies and the
+    plot; a run that has not reached epoch 10 yet has an empty cell there."""
+    from ddim.config import DataConfig, RunConfig, TrainConfig
+    from ddim.reports import write_history
+
+    recipe_results = load_script("recipe_results")
+    recipe = RunConfig(data=DataConfig(flip=True), train=TrainConfig(ema_std=0.1, epochs=10))
+    without = RunConfig(train=TrainConfig(ema_std=0.1, epochs=10))
+    runs = []
+    for name, config, epochs in (("improved", recipe, 10), ("no-flip", without, 6)):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        config.save(folder / "config.json")
+        write_history([{"epoch": e, "step": 511 * e, "val_kid": 1.0 / e + (0.1 if name == "no-flip" else 0)}
+                       for e in range(1, epochs + 1)], folder / "history.csv")
+        runs.append((name, folder))
+    out = tmp_path / "recipe"
+    rows = recipe_results.publish(runs, out, max_epoch=10)
+    keras, improved, no_flip = rows
+    assert keras["changes"] is None and keras["kid_epoch_10"] == pytest.approx(1.4484423706722491)  # history.csv
+    assert improved["changes"] == {} and improved["kid_epoch_5"] == pytest.approx(0.2)
+    assert no_flip["changes"] == {"--flip": "no"} and no_flip["kid_epoch_10"] is None and no_flip["epochs"] == 6
+    table = (out / "table.md").read_text()
+    assert "| no-flip | `--flip no` | 0.300 |  | 6 | 0.267 |" in table and table.count("\n") == 5
+    assert json.loads((out / "runs.json").read_text())["runs"][2]["folder"] == "no-flip"
+    assert (out / "kid.png").stat().st_size > 10_000 and (out / "no-flip" / "history.csv").is_file()

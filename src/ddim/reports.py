@@ -182,6 +182,34 @@ def plot_history(history: Sequence[dict[str, Any]], path: Path, *, title: str | 
     return save_figure(figure, path, top=0.88 if subtitle else 0.92)
 
 
+def plot_kid_curves(curves: dict[str, Sequence[dict[str, Any]]], path: Path, *, title: str | None = None,
+                    subtitle: str | None = None, max_epoch: int | None = None, kid_size: int | None = None,
+                    kid_num: int | None = None, xlabel: str = "epoch") -> Path:
+    """A PNG of each run's per-epoch validation KID against epochs (label -> history rows), on a log scale, the
+    first curve drawn as the reference (black, thicker); ``max_epoch`` cuts every curve there."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for index, (label, history) in enumerate(curves.items()):
+        points = [(row["epoch"], row["val_kid"]) for row in history if "val_kid" in row
+                  and (max_epoch is None or row["epoch"] <= max_epoch)]
+        style = ({"color": "black", "linewidth": 2.2, "marker": "o", "markersize": 4} if index == 0
+                 else line_style(index))
+        axis.plot([p[0] for p in points], [p[1] for p in points], label=label, **style)
+    axis.set_yscale("log")
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(kid_label(kid_size, kid_num) + ", log scale")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=9)
+    set_titles(figure, title or "validation KID per epoch", subtitle)
+    return save_figure(figure, path, top=0.88 if subtitle else 0.93)
+
+
 def save_figure(figure: Any, path: Path, top: float = 1.0) -> Path:
     """Lay out a matplotlib figure (its panels below ``top``, leaving room for titles), write it as a PNG
     atomically and free it."""

@@ -1,0 +1,125 @@
+"""Publish the recipe comparison: each run's per-epoch KID beside the Keras example's, at equal training images.
+
+    python scripts/recipe_results.py --out docs/results/recipe --max-epoch 10 \\
+        --run "improved=RUNS/improved" --run "without flips=RUNS/improved-no-flip" ...
+
+The first run is the reference the others are compared with (its config names what each other run changes).
+For each run this copies history.csv and config.json into OUT/<name>/, and writes OUT/runs.json (label, what
+differs from the first run, epochs reached, KID after epochs 5 and 10 and the last), OUT/table.md (the same as a
+Markdown table, the Keras example's row first) and OUT/kid.png (every run's per-epoch KID against epochs, the Keras
+example's curve from docs/results/history.csv first). Run again as the runs go on: it replaces what it wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ddim.cli.options import CONFIG_OPTIONS, shown
+from ddim.config import RunConfig
+from ddim.files import write_text
+from ddim.reports import plot_kid_curves, read_history
+
+REPO = Path(__file__).resolve().parents[1]
+KERAS_HISTORY = REPO / "docs" / "results" / "history.csv"
+KERAS_LABEL = "Keras example (the default recipe)"
+EPOCHS_SHOWN = (5, 10)
+IMAGES_PER_EPOCH = 32_704  # Flowers 102: 6,551 train images x 5 repeats // 64 x 64
+
+
+def differences(config: RunConfig, reference: RunConfig) -> dict[str, str]:
+    """``--option value`` for every training or data field where ``config`` differs from ``reference`` (run
+    length, bookkeeping and device fields left out)."""
+    ignored = {"epochs", "max_steps", "device", "log_every", "checkpoint_every", "keep_checkpoints", "path",
+               "cache_dir", "guidance"}
+    found = {}
+    for section in ("model", "data", "train"):
+        mine, theirs = getattr(config, section), getattr(reference, section)
+        for spec in dataclasses.fields(mine):
+            if spec.name in ignored or (section, spec.name) not in CONFIG_OPTIONS:
+                continue
+            if getattr(mine, spec.name) != getattr(theirs, spec.name):
+                value = getattr(mine, spec.name)
+                found[CONFIG_OPTIONS[(section, spec.name)][0]] = "none" if value is None else shown(value)
+    return found
+
+
+def kid_at(history: list[dict[str, float]], epoch: int) -> float | None:
+    """The validation KID after ``epoch`` (None if the run has not reached it)."""
+    return next((row["val_kid"] for row in history if int(row["epoch"]) == epoch and "val_kid" in row), None)
+
+
+def summary(label: str, history: list[dict[str, float]], changes: dict[str, str]) -> dict[str, Any]:
+    """One row of runs.json."""
+    last = history[-1] if history else {}
+    return {"label": label, "changes": changes, "epochs": int(last.get("epoch", 0)),
+            **{f"kid_epoch_{epoch}": kid_at(history, epoch) for epoch in EPOCHS_SHOWN},
+            "kid_last": last.get("val_kid")}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """runs.json as a Markdown table."""
+    def cell(value: float | None) -> str:
+        return "" if value is None else f"{value:.3f}"
+
+    header = ["run", "differs from the first run by", *(f"KID after epoch {e}" for e in EPOCHS_SHOWN),
+              "epochs run", "KID after the last"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        changes = ("the baseline (its published 50-epoch run)" if row["changes"] is None else
+                   ", ".join(f"`{option} {value}`" for option, value in row["changes"].items()) or "—")
+        lines.append(f"| {row['label']} | {changes} | " + " | ".join(cell(row[f'kid_epoch_{e}']) for e in EPOCHS_SHOWN)
+                     + f" | {row['epochs']} | {cell(row['kid_last'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, title: str | None = None) -> list[dict]:
+    """Copy, summarise, tabulate and plot ``runs`` (label, run folder) into ``out``; returns runs.json's rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    keras = read_history(KERAS_HISTORY)
+    rows = [summary(KERAS_LABEL, keras, {})]
+    rows[0]["changes"] = None  # the baseline: the published run of the default recipe
+    curves = {KERAS_LABEL: keras}
+    reference = None
+    for label, run in runs:
+        config = RunConfig.load(run / "config.json")
+        reference = reference or config
+        history = read_history(run / "history.csv") if (run / "history.csv").is_file() else []
+        target = out / run.name
+        target.mkdir(exist_ok=True)
+        for name in ("history.csv", "config.json"):
+            if (run / name).is_file():
+                shutil.copyfile(run / name, target / name)
+        rows.append({**summary(label, history, differences(config, reference)), "folder": run.name})
+        curves[label] = history
+    write_text(out / "runs.json", json.dumps({"images_per_epoch": IMAGES_PER_EPOCH, "runs": rows}, indent=2) + "\n")
+    write_text(out / "table.md", table(rows))
+    plot_kid_curves(curves, out / "kid.png", title=title or "validation KID per epoch at equal training images",
+                    subtitle="75 px Inception, 1,638 generated (ddim, 5 steps) vs the 1,638 validation images",
+                    max_epoch=max_epoch, xlabel=f"epoch ({IMAGES_PER_EPOCH:,} training images each)")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", action="append", required=True, metavar="LABEL=RUN_DIR",
+                        help="a run to publish (the first is the reference the others are compared with)")
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write (e.g. docs/results/recipe)")
+    parser.add_argument("--max-epoch", type=int, default=None, help="plot epochs up to this one only")
+    parser.add_argument("--title", default=None, help="the plot's title")
+    args = parser.parse_args()
+    runs = []
+    for spec in args.run:
+        label, separator, folder = spec.partition("=")
+        if not separator or not Path(folder, "config.json").is_file():
+            parser.error(f"--run {spec}: expected LABEL=RUN_DIR with RUN_DIR a run folder (holding config.json)")
+        runs.append((label, Path(folder)))
+    print(table(publish(runs, args.out, args.max_epoch, args.title)), end="")
+
+
+if __name__ == "__main__":
+    main()
