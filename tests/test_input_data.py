@@ -148,7 +148,7 @@ def test_a_decompression_bomb_in_a_folder_stops_or_is_skipped_and_counted(tmp_pa
     config = DataConfig(path=str(tmp_path / "imgs"), cache_dir=str(tmp_path / "cache"))
     with pytest.raises(DataError, match=r"cannot read image .*bomb\.png"):
         load_splits(config, 16)
-    splits = load_splits(config, 16, skip_unreadable=True)
+    splits = load_splits(DataConfig(path=config.path, cache_dir=config.cache_dir, skip_unreadable=True), 16)
     assert splits.skipped == (str(bomb),)
     assert len(splits.train) + len(splits.validation) == 6
 

@@ -235,6 +235,45 @@ def test_unreadable_images_stop_with_their_name_or_are_skipped_and_counted(tmp_p
     assert "skipped 1 unreadable images" in capsys.readouterr().err
 
 
+def test_a_run_trained_with_skip_unreadable_is_evaluated_studied_and_inverted_on_the_same_images(
+        tmp_path: Path, capsys) -> None:
+    """The data settings travel with the run: every command the end-of-run summary suggests (evaluate, study,
+    invert, the API's evaluate) reads the run's images as training did, the broken file skipped and a conditional
+    folder split class by class, instead of stopping at the broken file or splitting another way."""
+    import numpy as np
+    from PIL import Image
+
+    import ddim
+    from conftest import write_images
+    from ddim.data import load_splits
+
+    images = tmp_path / "imgs"
+    for index, name in enumerate(("daisy", "rose")):
+        write_images(images / name, 12, size=(20, 20), seed=index)
+    (images / "rose" / "broken.jpg").write_bytes((images / "rose" / "img_001.jpg").read_bytes()[:60])
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run), *TINY_TRAIN, "--max-steps", "2",
+                 "--kid-every", "0", "--batch-size", "4", "--conditional", "--skip-unreadable", "yes",
+                 "--no-tensorboard"]) == 0
+    capsys.readouterr()
+    tiny = ["--kid-size", "75", "--subsets", "2", "--subset-size", "3", "--steps", "2", "--device", "cpu", "--no-progress"]
+    assert main(["evaluate", "--checkpoint", str(run), "--guidance", "0", *tiny,
+                 "--json", str(tmp_path / "evaluate.json")]) == 0
+    assert main(["study", "--checkpoint", str(run), "--evaluations", "2", "--samplers", "ddim", "--guidance", "0",
+                 "--out", str(tmp_path / "study"), "--kid-size", "75", "--subsets", "2", "--subset-size", "3",
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert main(["invert", "--checkpoint", str(run), "--num", "3", "--steps", "2", "--out", str(tmp_path / "invert"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    model = ddim.load(run)
+    result = ddim.evaluate(model, kid_size=75, steps=2)
+    assert result["num_real"] == json.loads((tmp_path / "evaluate.json").read_text())["num_real"]
+    # the images inverted are the first validation images of the run's own (class-by-class, skipping) split
+    split = load_splits(DataConfig(path=str(images), skip_unreadable=True), 16, classes=True)
+    assert len(split.train) + len(split.validation) == 24 and result["num_real"] == len(split.validation)
+    originals = np.asarray(Image.open(tmp_path / "invert" / "originals.png").convert("RGB"))
+    assert np.array_equal(originals[2:18, 2:18], split.validation[0])  # the grid's first cell, after its border
+
+
 def train_command(flowers: Path, run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "ddim", "train", "--data", str(flowers), "--run-dir", str(run_dir), *TINY_TRAIN,
             "--train-images", "48", "--validation-images", "16", "--repeats", "2", "--epochs", "3", "--seed", "5",

@@ -109,14 +109,13 @@ def evaluate(model: DiffusionModel, data: str | Path | None = None, *, num: int 
 
     ``data``: the real images (default: the data the model was trained on, same split).
     """
-    from .data import load_splits
+    from .data import run_splits
     from .evaluation import EvaluationSettings, evaluate as evaluate_model
     from .metrics.inception import load_inception
 
     device = next(model.parameters()).device
     run_config = getattr(model, "run_config", None) or RunConfig(model=model.config)
-    data_config = dataclasses.replace(run_config.data, path=str(data or run_config.data.path))
-    splits = load_splits(data_config, model.config.image_size, classes=model.config.conditional)
+    splits = run_splits(run_config, data=None if data is None else str(data))
     settings = EvaluationSettings(num=num, steps=steps, seed=seed, sampler=sampler, sampler_options=sampler_options,
                                   kid_size=kid_size, reference=reference)
     extractor = load_inception(inception_weights, kid_size, device)

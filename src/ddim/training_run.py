@@ -21,7 +21,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .config import RunConfig
-from .data import DataWarning, DeviceImages, ImageSplits, TrainBatches, load_splits
+from .data import DataWarning, DeviceImages, ImageSplits, TrainBatches, run_splits
 from .data.dataset import content_fingerprint
 from .distributed import Distributed, from_environment
 from .files import FolderLock, FolderLocked
@@ -245,8 +245,7 @@ def _load_images(config: RunConfig, distributed: Distributed, progress: Progress
         distributed.barrier()
     with warnings.catch_warnings():  # upscaled images are reported with the run's notices instead
         warnings.simplefilter("ignore", DataWarning)
-        splits = load_splits(config.data, config.model.image_size, skip_unreadable=config.data.skip_unreadable,
-                             classes=config.model.conditional, progress=progress if distributed.is_main else None)
+        splits = run_splits(config, progress=progress if distributed.is_main else None)
     if distributed.is_main:
         distributed.barrier()
     return splits

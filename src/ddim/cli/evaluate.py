@@ -60,7 +60,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from ..checkpoint import load_model
     from ..classes import require_conditional
     from ..config import DataConfig
-    from ..data import load_splits
+    from ..data import load_splits, run_splits
     from ..evaluation import (EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, partial_folder,
                               read_generated)
     from ..metrics.inception import load_inception
@@ -92,10 +92,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     label = options.class_labels(args, model, f"checkpoint {folder}")
     if args.per_class:
         require_conditional(model.class_names, f"checkpoint {folder}")
-    data_config = dataclasses.replace(config.data, path=args.data or config.data.path,
-                                      cache_dir=args.cache_dir or config.data.cache_dir)
-    splits = load_splits(data_config, config.model.image_size, classes=config.model.conditional,
-                         progress=options.progress_factory(show))
+    splits = run_splits(config, data=args.data, cache_dir=args.cache_dir, progress=options.progress_factory(show))
     settings = EvaluationSettings(num=args.num, steps=args.steps, seed=args.seed, sampler=args.sampler,
                                   sampler_options=sampler_options, kid_size=args.kid_size, reference=args.reference,
                                   subsets=args.subsets, subset_size=args.subset_size, batch_size=args.batch_size,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 from pathlib import Path
 
 from . import options
@@ -40,7 +39,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoint import load_model
-    from ..data import load_splits
+    from ..data import run_splits
     from ..data.images import load_image
     from ..inversion import invert_and_reconstruct, reconstruction_error
     from ..reports import save_grid
@@ -51,9 +50,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.images:
         array = np.stack([load_image(path, size) for path in args.images])
     else:
-        data_config = dataclasses.replace(config.data, path=args.data or config.data.path)
-        array = load_splits(data_config, size, progress=options.progress_factory(not args.no_progress)).validation
-        array = array[: args.num]
+        splits = run_splits(config, data=args.data, progress=options.progress_factory(not args.no_progress))
+        array = splits.validation[: args.num]
     images = torch.from_numpy(array).permute(0, 3, 1, 2).float().div(255.0).to(device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +72,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(f"{row['steps']:>6} {row['mae']:>9.5f} {row['rmse']:>9.5f} {row['psnr_db']:>8.2f} "
               f"{row['latent_mean']:>12.4f} {row['latent_std']:>11.4f}")
     source = ({"images": [str(path) for path in args.images]} if args.images else
-              {"data": str(data_config.path), "split": "validation", "num": len(images)})
+              {"data": str(splits.folder), "split": "validation", "num": len(images)})
     settings = {"command": "invert", "checkpoint": str(folder), **source, "steps": list(args.steps),
                 "image_size": size, "speed": speed.describe(), "errors": rows}
     options.write_json(settings, out / "invert.json")

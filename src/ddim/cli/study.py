@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from . import options
@@ -79,7 +78,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     from ..checkpoint import load_model
-    from ..data import load_splits
+    from ..data import run_splits
     from ..evaluation import partial_folder
     from ..metrics.inception import load_inception
     from ..study import earlier_points, plot_study, run_study, sampler_label, study_protocol, write_study
@@ -92,9 +91,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     label = options.class_labels(args, model, f"checkpoint {folder}")
     show = not args.no_progress
     human = options.human_output(args)
-    data_config = dataclasses.replace(config.data, path=args.data or config.data.path)
-    splits = load_splits(data_config, config.model.image_size, classes=config.model.conditional,
-                         progress=options.progress_factory(show))
+    splits = run_splits(config, data=args.data, progress=options.progress_factory(show))
     class_name = (model.class_names[label[0]] if label else "all, in turn") if model.class_names else None
     protocol = study_protocol(model, splits, num=args.num, seed=args.seed, reference=args.reference,
                               kid_size=args.kid_size, subsets=args.subsets, subset_size=args.subset_size,

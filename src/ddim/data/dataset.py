@@ -7,6 +7,7 @@ names, sizes and modification times and the image size), so a second run skips d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
@@ -17,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import DataConfig, RunConfig
 from ..files import atomic_path
 from . import flowers
 from .errors import DataError, DataWarning
@@ -147,14 +148,26 @@ def stratified_split(labels: np.ndarray, names: tuple[str, ...], seed: int, frac
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(validation))
 
 
-def load_splits(config: DataConfig, image_size: int, *, skip_unreadable: bool = False, classes: bool = False,
+def run_splits(config: RunConfig, *, data: str | None = None, cache_dir: str | None = None,
+               progress: Callable[[str, int], Callable[[int], None]] | None = None) -> ImageSplits:
+    """The images of a run, as its training saw them: its data settings (the split, ``skip_unreadable``), image size
+    and classes (a conditional run's folder is split class by class), optionally from another ``data`` folder or
+    ``cache_dir``. Every command that reads a checkpoint's images comes through here."""
+    overrides = {key: value for key, value in (("path", data), ("cache_dir", cache_dir)) if value is not None}
+    return load_splits(dataclasses.replace(config.data, **overrides), config.model.image_size,
+                       classes=config.model.conditional, progress=progress)
+
+
+def load_splits(config: DataConfig, image_size: int, *, classes: bool = False,
                 progress: Callable[[str, int], Callable[[int], None]] | None = None) -> ImageSplits:
     """Resolve, decode (or read from cache) and split the images that ``config.path`` names.
 
     Images smaller than ``image_size`` are upscaled; their number is in ``upscaled`` and said once
-    as a :class:`DataWarning`. ``classes``: a plain folder must have one subfolder per class, and is split
+    as a :class:`DataWarning`. Unreadable images stop with their name, or are left out and counted with
+    ``config.skip_unreadable``. ``classes``: a plain folder must have one subfolder per class, and is split
     class by class (Flowers 102 always carries its labels, and its split keeps every class on both sides).
     """
+    skip_unreadable = config.skip_unreadable
     cache_dir = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     folder = resolve_data_folder(config.path, cache_dir)
     if flowers.is_flowers_layout(folder):
