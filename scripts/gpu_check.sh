@@ -43,16 +43,17 @@ cp -r "$WORK/run/history.csv" "$WORK/run/losses.png" "$WORK/run/samples" "$WORK/
 python3 -m ddim export --checkpoint "$WORK/run" --out "$R/model.safetensors" | tee -a "$R/train.txt"
 python3 - "$WORK/run" "$SAMPLES" "$DEVICE" <<'PY'
 import os, sys, time, numpy as np, torch
-from ddim.checkpoint import load_model
+from ddim.loading import load_model
 from ddim.model import generate_images
 from ddim.reports import to_uint8
-from ddim.speed import resolve_speed
+from ddim.runtime import resolve_runtime
 run, count, device = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-model, _, folder = load_model(run, device=device)
-speed = resolve_speed(device)
+model = load_model(run, device=device)
+runtime = resolve_runtime(device)
 started = time.perf_counter()
-images = generate_images(model, seed=0, indices=range(count), steps=20, batch_size=512, device=device, speed=speed)
-print(f"sampled {count} images (20 DDIM steps, {speed.describe()}) in {time.perf_counter() - started:.1f} s from {folder}")
+images = generate_images(model, seed=0, indices=range(count), steps=20, batch_size=512, device=device, runtime=runtime)
+print(f"sampled {count} images (20 DDIM steps, {runtime.describe()}) in {time.perf_counter() - started:.1f} s "
+      f"from {model.origin.source}")
 pixels = to_uint8(images).permute(0, 2, 3, 1).numpy()
 for part, chunk in enumerate(np.array_split(pixels, 2)):  # returned files are limited to 16 MiB each
     np.savez_compressed(os.path.join(os.environ.get("OUT", "/tmp/ddim-gpu-out"), f"samples{part}.npz"), images=chunk)

@@ -23,11 +23,13 @@ from pathlib import Path
 import torch
 
 from ddim import __version__
-from ddim.checkpoint import load_model, load_training_state
+from ddim.checkpoint import load_training_state
+from ddim.loading import load_model
 from ddim.export import BUILTIN_FILE, export_model, training_info
 from ddim.files import write_text
 from ddim.model import generate_images
-from ddim.reports import plot_history, save_grid, write_history
+from ddim.plots import plot_history
+from ddim.reports import save_grid, write_history
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick-check", choices=("yes", "no"), default="no", help="also write quick-check.json")
     parser.add_argument("--data", default=None, help="the images for --quick-check (default: the run's own)")
     args = parser.parse_args(argv)
-    model, config, checkpoint = load_model(args.run_dir)  # a run folder (its latest) or one checkpoint folder
+    model = load_model(args.run_dir)  # a run folder (its latest) or one checkpoint folder
+    config, checkpoint = model.origin.config, model.origin.source
     state = load_training_state(checkpoint)
     history = state["history"]
     epoch = history[-1]["epoch"] if history else 0

@@ -19,10 +19,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ddim.cli.options import CONFIG_OPTIONS, shown
+from ddim.cli.config_options import CONFIG_OPTIONS, shown
 from ddim.config import RunConfig
 from ddim.files import write_text
-from ddim.reports import plot_kid_curves, read_history
+from ddim.plots import plot_kid_curves
+from ddim.reports import read_history
 
 REPO = Path(__file__).resolve().parents[1]
 KERAS_HISTORY = REPO / "docs" / "results" / "history.csv"

@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddim.export import BUILTIN_FILE, read_metadata
-from ddim.study import sampler_label, study_subtitle
+from ddim.export import BUILTIN_FILE
+from ddim.integrity import read_metadata
+from ddim.plots import study_subtitle
+from ddim.study import sampler_label
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- results: begin (written by scripts/results_section.py from docs/results/; edit those, not this) -->"

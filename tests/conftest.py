@@ -7,12 +7,18 @@ a missing data folder is a failure, not a skip.
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+from ddim.checkpoint import load_training_state
+from ddim.layout import CheckpointLayout, RunLayout
+from ddim.loading import load_model
 
 REPO = Path(__file__).resolve().parents[1]
 FLOWERS_ENVIRONMENT_VARIABLE = "DDIM_FLOWERS_DIR"
@@ -127,3 +133,55 @@ def redness(images: np.ndarray) -> np.ndarray:
     """Mean red minus mean blue of each uint8 (N, H, W, 3) image: > 0 reads as a red disc."""
     pixels = images.astype(np.float64) / 255.0
     return (pixels[..., 0] - pixels[..., 2]).mean(axis=(1, 2))
+
+
+# The names of a checkpoint folder's files (from ddim.layout, the one place that spells them).
+WEIGHTS = CheckpointLayout(Path(".")).weights.name
+STATE = CheckpointLayout(Path(".")).training_state.name
+CONFIG = CheckpointLayout(Path(".")).config.name
+
+
+def step_checkpoints(run_dir: Path) -> list[Path]:
+    """A run folder's step checkpoints, oldest first."""
+    return RunLayout(Path(run_dir)).step_checkpoints()
+
+
+def step_dir_name(step: int) -> str:
+    """The folder name of the checkpoint after ``step`` steps."""
+    return RunLayout(Path(".")).step_checkpoint(step).folder.name
+
+
+def training_state(folder: Path) -> dict:
+    """A checkpoint folder's training state."""
+    return load_training_state(Path(folder))
+
+
+def loaded(path):
+    """(model, its run config, the folder or file it came from) of what ``ddim.loading.load_model`` loads."""
+    model = load_model(path)
+    return model, model.origin.config, model.origin.source
+
+
+def captured_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Figures the plot functions of ddim.plots lay out, drawn, instead of only their PNG."""
+    import ddim.plots as module
+    figures: list[Any] = []
+    original = module.save_figure
+
+    def keep(figure: Any, path: Path, **options: Any) -> Path:
+        figure.canvas.draw()
+        figures.append({"axes": [(axis.get_xlim(), [t.get_text() for t in axis.get_xticklabels()],
+                                  [t.get_text() for t in axis.get_yticklabels()], axis.get_xlabel(),
+                                  axis.get_ylabel(), [(line.get_marker(), line.get_linestyle()) for line in axis.lines])
+                                 for axis in figure.axes],
+                        "texts": [text.get_text() for text in figure.texts]})  # the title, then the subtitle
+        return original(figure, path, **options)
+
+    monkeypatch.setattr(module, "save_figure", keep)
+    return figures
+
+
+def header(path: Path) -> list[str]:
+    """The first row of a CSV file."""
+    with open(path, newline="") as handle:
+        return next(csv.reader(handle))

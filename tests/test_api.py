@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, write_images
 
 import ddim
-from conftest import REPO, write_images
 
 
 def readme_example() -> str:
@@ -27,11 +27,11 @@ def pretrained(tmp_path: Path, monkeypatch) -> Path:
     from ddim.config import ModelConfig, RunConfig
     from ddim.model import DiffusionModel
 
-    if export.BUILTIN_FILE.is_file():
-        return export.BUILTIN_FILE
+    if export.BUILTIN_MODELS[export.BUILTIN_NAME].is_file():
+        return export.BUILTIN_MODELS[export.BUILTIN_NAME]
     model = DiffusionModel(ModelConfig(widths=(8, 16)))
     stand_in = export.export_model(model, RunConfig(model=model.config), tmp_path / "stand-in.safetensors")
-    monkeypatch.setattr(export, "BUILTIN_FILE", stand_in)
+    monkeypatch.setitem(export.BUILTIN_MODELS, export.BUILTIN_NAME, stand_in)
     return stand_in
 
 
@@ -81,13 +81,13 @@ def test_config_with_names_fields_across_sections() -> None:
 
 def test_interpolate_matches_the_command_and_reaches_both_ends(pretrained: Path) -> None:
     from ddim.interpolation import interpolate as interpolate_noises
-    from ddim.speed import resolve_speed
+    from ddim.runtime import resolve_runtime
 
     model = ddim.load(pretrained)
     frames = ddim.interpolate(model, seed=3, start=0, end=1, frames=4, steps=3)
     assert frames.shape == (4, 3, 64, 64) and 0.0 <= frames.min() and frames.max() <= 1.0
     same = interpolate_noises(model, seed=3, start_index=0, end_index=1, frames=4, steps=3,
-                              speed=resolve_speed("cpu"))  # the API's speed settings (bf16 where the CPU has it)
+                              runtime=resolve_runtime("cpu"))  # the API's runtime settings (bf16 where the CPU has it)
     assert torch.equal(frames, same)
     ends = ddim.generate(model, 2, steps=3, seed=3)  # frame 0 is image 0 of the seed, the last frame image 1
     assert torch.allclose(frames[0], ends[0], atol=1e-5) and torch.allclose(frames[-1], ends[1], atol=1e-5)

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import loaded, step_checkpoints
 
-from ddim.checkpoint import (CheckpointError, load_model, load_training_state, prune_checkpoints,
-                             resolve_checkpoint, step_checkpoints, write_checkpoint)
+from ddim.checkpoint import (
+    CheckpointError,
+    load_training_state,
+    prune_checkpoints,
+    resolve_checkpoint,
+    write_checkpoint,
+)
 from ddim.config import ModelConfig, RunConfig
 from ddim.model import DiffusionModel, generate_images
 
@@ -31,12 +37,12 @@ def test_round_trip_rebuilds_the_model_and_samples_identical_images(tmp_path: Pa
     model = trained_looking_model()
     config = RunConfig(model=TINY)
     folder = write_checkpoint(tmp_path / "run" / "checkpoints" / "step_000000007", model, config, {"step": 7})
-    loaded, loaded_config, found = load_model(tmp_path / "run")  # a run folder resolves to its latest checkpoint
-    assert found == folder and loaded_config == config
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    again, again_config, found = loaded(tmp_path / "run")  # a run folder resolves to its latest checkpoint
+    assert found == folder and again_config == config
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
     before = generate_images(model, seed=3, indices=range(5), steps=4)
-    after = generate_images(loaded, seed=3, indices=range(5), steps=4)
+    after = generate_images(again, seed=3, indices=range(5), steps=4)
     assert torch.equal(before, after)
     assert load_training_state(folder)["step"] == 7
 
@@ -55,25 +61,25 @@ def test_checkpoint_paths_resolve_from_run_folder_checkpoint_folder_or_weights(t
 
 def test_missing_truncated_and_foreign_checkpoints_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
-        load_model(tmp_path / "nothing")
+        loaded(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="no checkpoint found"):
-        load_model(tmp_path / "empty")
+        loaded(tmp_path / "empty")
     folder = write_checkpoint(tmp_path / "c", trained_looking_model(), RunConfig(model=TINY))
     weights = folder / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
-        load_model(folder)
+        loaded(folder)
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, weights)  # a safetensors file from elsewhere
     with pytest.raises(CheckpointError, match="not a ddim checkpoint"):
-        load_model(folder)
+        loaded(folder)
     write_checkpoint(folder, trained_looking_model(), RunConfig(model=TINY))
     (folder / "config.json").write_text('{"model": {"widths": [8, 32], "image_size": 16, "block_depth": 1}}')
     with pytest.raises(CheckpointError, match="does not match the model"):
-        load_model(folder)
+        loaded(folder)
     (folder / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not a valid ddim configuration"):
-        load_model(folder)
+        loaded(folder)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TRAIN as TINY
+from conftest import loaded
 from PIL import Image
 
 from ddim.cli import main
-
-from conftest import TINY_TRAIN as TINY
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -59,9 +59,8 @@ def test_training_run_writes_every_artefact(tiny_run: Path) -> None:
     checkpoint = tiny_run / "checkpoints" / "step_000000006"
     assert {p.name for p in checkpoint.iterdir()} == {"model.safetensors", "config.json", "training_state.pt"}
     # the history really comes from training: the network moved away from its zero output layer
-    from ddim.checkpoint import load_model
-
-    model, _, _ = load_model(tiny_run)
+    
+    model, _, _ = loaded(tiny_run)
     assert model.network.output_conv.weight.abs().sum() > 0
     assert not torch.equal(model.normalizer.mean, torch.zeros(3))
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, write_images
 from PIL import Image
 
 import ddim
-from ddim.cli import build_parser, main, options
-from conftest import REPO, write_images
+from ddim.cli import argtypes, build_parser, main
 
 COMMANDS = ("train", "recipes", "sample", "evaluate", "bench", "interpolate", "invert", "study", "export", "demo")
 PENDING = {"train": {"--no-tensorboard"}}  # in the README while being added to the parser; nothing else may differ
@@ -89,15 +89,15 @@ def test_help_shows_each_default_once_and_yes_no_as_yes_no(command: str) -> None
         assert text.count("default:") <= 1, f"ddim {command} {name}: {text}"
         for wrong in ("default: None", "default: True", "default: False", "default: ()"):
             assert wrong not in text, f"ddim {command} {name}: {text}"
-        if action.type is options.yes_no:
+        if action.type is argtypes.yes_no:
             assert action.metavar == "yes/no" and re.search(r"default: (yes|no)\)", text), (command, name, text)
     help_text = " ".join(parser.format_help().split())
     assert "seed's" not in help_text and "the seed " not in help_text  # the recipe is "the Keras example's"
 
 
 def test_json_dash_means_standard_output() -> None:
-    assert options.json_output("-") == options.STDOUT
-    assert options.json_output("a/b.json") == Path("a/b.json")
+    assert argtypes.json_output("-") == argtypes.STDOUT
+    assert argtypes.json_output("a/b.json") == Path("a/b.json")
     for command in ("bench", "evaluate", "study"):
         assert subparsers()[command].parse_args(["--json", "-", "--checkpoint", "c", "--out", "o"]
                                                 if command == "study" else ["--json", "-"]).json_out == "-"
@@ -130,9 +130,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def quick_fid(monkeypatch: pytest.MonkeyPatch) -> None:
     """FID's mean term only: the 2048 x 2048 matrix square root takes 15-30 s on 2 cores, and these tests are
     about the commands, not the metric (tests/test_metrics.py checks FID itself)."""
-    from ddim import evaluation
+    from ddim.evaluation import protocols
 
-    monkeypatch.setattr(evaluation, "fid_from_features",
+    monkeypatch.setattr(protocols, "fid_from_features",
                         lambda real, generated: float(((real.mean(0) - generated.mean(0)) ** 2).sum()))
 
 

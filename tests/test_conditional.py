@@ -12,11 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import (
+    CONFIG,
+    WEIGHTS,
+    redness,
+    step_checkpoints,
+    write_images,
+    write_shapes,
+)
+from conftest import SHAPE_CLASSES as CLASSES
 from PIL import Image
 
 import ddim
-from conftest import SHAPE_CLASSES as CLASSES, redness, write_images, write_shapes
-from ddim import checkpoint as ckpt
 from ddim.classes import ClassError, class_index, labels_for
 from ddim.cli import main
 from ddim.config import DataConfig, ModelConfig, RunConfig
@@ -74,7 +81,7 @@ def test_the_model_draws_the_asked_class_far_more_often_than_chance_and_guidance
 def test_class_names_round_trip_through_checkpoints_and_export(trained: Path, tmp_path: Path) -> None:
     model = ddim.load(trained)
     assert model.class_names == CLASSES and model.run_config.model.conditional
-    config = json.loads((ckpt.step_checkpoints(trained)[-1] / ckpt.CONFIG_FILE).read_text())
+    config = json.loads((step_checkpoints(trained)[-1] / CONFIG).read_text())
     assert config["model"]["class_names"] == list(CLASSES)
     assert main(["export", "--checkpoint", str(trained), "--dtype", "fp32", "--out", str(tmp_path / "m.safetensors")]) == 0
     exported = ddim.load(tmp_path / "m.safetensors")
@@ -92,9 +99,9 @@ def test_every_sampler_takes_guidance_and_one_call_can_mix_classes(trained: Path
     for sampler, extra in [("ddpm", {}), ("dpmpp-2m", {}), ("heun", {}), ("ddim", {"eta": 1.0})]:
         images = ddim.generate(model, 2, steps=3, sampler=sampler, classes="red discs", guidance=3.0, **extra)
         assert images.shape == (2, 3, 16, 16) and torch.isfinite(images).all()
-    with pytest.raises(ClassError, match="is conditional"):
-        ddim.generate(model, 2, steps=2)
-    ddim.generate(model, 2, steps=2, guidance=0)  # any class
+    in_turn = ddim.generate(model, 4, steps=2, guidance=2.0)  # no class asked: the classes in turn
+    assert torch.equal(in_turn, ddim.generate(model, 4, steps=2, classes=[0, 1, 0, 1], guidance=2.0))
+    ddim.generate(model, 2, steps=2, guidance=0)  # any class: the unconditional prediction
 
 
 def test_the_per_epoch_grid_shows_one_labelled_row_per_class(trained: Path) -> None:
@@ -146,7 +153,9 @@ def test_class_names_match_case_insensitively_and_suggest_close_ones() -> None:
         class_index(names, "sunflowers")
     with pytest.raises(ClassError, match="did you mean 'garden phlox'"):
         class_index(names, "phlox")
-    assert labels_for(names, "rose", 3) == [2, 2, 2] and labels_for(names, None, 3) is None
+    assert labels_for(names, "rose", 3) == [2, 2, 2]
+    assert labels_for(names, None, 6) == [0, 1, 2, 3, 0, 1]  # no class asked: the classes in turn (the one policy)
+    assert labels_for((), None, 3) is None  # an unconditional model takes none
     with pytest.raises(ClassError, match="2 classes given for 3 images"):
         labels_for(names, ["rose", 1], 3)
 
@@ -187,13 +196,13 @@ def test_the_default_network_is_unchanged_and_draws_no_extra_random_numbers() ->
     with pytest.raises(ValueError, match="unconditional"):
         default(torch.zeros(1, 3, 64, 64), torch.zeros(1, 1, 1, 1), torch.zeros(1, dtype=torch.long))
     # an unconditional training step draws only the noise and times: the random stream is the seed's
-    from ddim.speed import resolve_speed
-    from ddim.training_step import TrainStep, build_optimizer, draw_noise
+    from ddim.runtime import resolve_runtime
+    from ddim.training.step import TrainStep, build_optimizer, draw_noise
 
     config = RunConfig(model=ModelConfig(image_size=16, widths=(8, 16), block_depth=1))
     model = DiffusionModel(config.model)
-    speed = resolve_speed(torch.device("cpu"), "fp32", False, "off")
-    step = TrainStep(model, build_optimizer(model, config, speed), config, speed)
+    runtime = resolve_runtime(torch.device("cpu"), "fp32", False, "off")
+    step = TrainStep(model, build_optimizer(model, config, runtime), config, runtime)
     images = torch.rand(4, 3, 16, 16)
     used, expected = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     step(images, used)
@@ -242,7 +251,7 @@ def test_guidance_combines_one_batched_pass_as_two_separate_ones() -> None:
 def test_a_conditional_run_resumes_bit_identically(shapes: Path, tmp_path: Path) -> None:
     def weights(run_dir: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
-        return load_file(str(ckpt.step_checkpoints(run_dir)[-1] / ckpt.WEIGHTS_FILE))
+        return load_file(str(step_checkpoints(run_dir)[-1] / WEIGHTS))
 
     common = ["--data", str(shapes), *TRAIN, "--epochs", "2", "--checkpoint-every", "2"]
     assert main(["train", "--run-dir", str(tmp_path / "straight"), *common]) == 0
@@ -259,7 +268,7 @@ def test_a_checkpoint_of_a_conditional_model_without_its_class_names_is_refused_
 
     copy = tmp_path / "run"
     shutil.copytree(trained, copy)
-    for path in copy.rglob(ckpt.CONFIG_FILE):
+    for path in copy.rglob(CONFIG):
         config = json.loads(path.read_text())
         config["model"]["class_names"] = []
         path.write_text(json.dumps(config))

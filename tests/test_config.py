@@ -10,15 +10,15 @@ import torch
 
 from ddim.config import CONFIG_VERSION, ConfigError, ModelConfig, RunConfig, TrainConfig
 from ddim.model import DiffusionModel
-from ddim.speed import Speed, resolve_speed
-from ddim.training_step import build_optimizer
+from ddim.runtime import Runtime, resolve_runtime
+from ddim.training.step import build_optimizer
 
 TINY = ModelConfig(image_size=16, widths=(8, 16), block_depth=1)
 
 
-@pytest.mark.parametrize("speed", [Speed.baseline("cpu"), resolve_speed("cpu")], ids=["eager", "optimised"])
+@pytest.mark.parametrize("runtime", [Runtime.baseline("cpu"), resolve_runtime("cpu")], ids=["eager", "optimised"])
 @pytest.mark.parametrize("lr", [1e-3, 3e-4])
-def test_one_step_with_zero_gradients_decays_each_weight_by_the_keras_factor(speed: Speed, lr: float) -> None:
+def test_one_step_with_zero_gradients_decays_each_weight_by_the_keras_factor(runtime: Runtime, lr: float) -> None:
     """tensorflow-addons' AdamW(weight_decay=1e-4) multiplies every weight by 1 - 1e-4 per step, whatever lr."""
     config = RunConfig(model=TINY, train=TrainConfig(lr=lr))
     assert config.train.weight_decay == 1e-4  # the Keras example's AdamW(learning_rate=1e-3, weight_decay=1e-4)
@@ -27,7 +27,7 @@ def test_one_step_with_zero_gradients_decays_each_weight_by_the_keras_factor(spe
         for parameter in model.network.parameters():
             parameter.normal_()
     before = [p.detach().clone() for p in model.network.parameters()]
-    optimizer = build_optimizer(model, config, speed)
+    optimizer = build_optimizer(model, config, runtime)
     for parameter in model.network.parameters():
         parameter.grad = torch.zeros_like(parameter)  # Adam's own update is then exactly zero
     optimizer.step()

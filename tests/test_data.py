@@ -7,18 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_images
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from conftest import write_images
 from ddim.config import DataConfig
 from ddim.data import DataError, TrainBatches, load_splits
 from ddim.data import dataset as dataset_module
-from ddim.data.flowers import read_index, seed_split
+from ddim.data.flowers import keras_split, read_index
 from ddim.data.images import load_image
 
 
-def test_real_flowers_split_is_the_seeds(flowers: Path, flowers_splits) -> None:
+def test_real_flowers_split_is_the_keras_examples(flowers: Path, flowers_splits) -> None:
     index = read_index(flowers)
     assert index.labels.size == 8189
     assert {k: len(v) for k, v in index.splits.items()} == {"train": 1020, "validation": 1020, "test": 6149}
@@ -29,11 +29,11 @@ def test_real_flowers_split_is_the_seeds(flowers: Path, flowers_splits) -> None:
 
 def test_real_flowers_split_is_disjoint_deterministic_and_covers_every_class(flowers: Path, flowers_splits) -> None:
     index = read_index(flowers)
-    train, validation = seed_split(index, 42, 0.8)
+    train, validation = keras_split(index, 42, 0.8)
     assert len(train) == 816 + 816 + 4919 and len(validation) == 204 + 204 + 1230
     assert not set(train) & set(validation)
     assert sorted(np.concatenate([train, validation])) == list(range(1, 8190))
-    again, _ = seed_split(index, 42, 0.8)
+    again, _ = keras_split(index, 42, 0.8)
     assert np.array_equal(train, again)
     assert set(index.labels[train - 1]) == set(range(1, 103))
     assert set(index.labels[validation - 1]) == set(range(1, 103))

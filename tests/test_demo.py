@@ -125,8 +125,8 @@ def test_every_sampler_draws_what_the_api_draws(served, tmp_path: Path, sampler:
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"steps": 0}, "steps must be between 1 and 1,000, got 0"),
-    ({"steps": 1001}, "steps must be between 1 and 1,000, got 1,001"),
+    ({"steps": 0}, "steps must be between 1 and 10,000, got 0"),
+    ({"steps": 10001}, "steps must be between 1 and 10,000, got 10,001"),
     ({"num": 0}, "number of images must be between 1 and 64, got 0"),
     ({"num": 65}, "number of images must be between 1 and 64, got 65"),
     ({"seed": -1}, "seed must be between 0 and"),
@@ -178,7 +178,7 @@ def test_an_unconditional_model_has_no_class_picker_or_guidance(served) -> None:
     assert [p["label"] for p in parameters] == ["Number of images", "Steps", "Sampler", "eta", "Seed"]
     import httpx
     labels = {c.get("props", {}).get("label") for c in httpx.get(url + "config").json()["components"]}
-    assert "Seed" in labels and not labels & {"Flower class", "Guidance weight"}
+    assert "Seed" in labels and not labels & {"Class", "Guidance weight"}
 
 
 def test_a_conditional_model_gets_a_class_picker_and_guidance_that_draw_what_the_api_draws(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_a_conditional_model_gets_a_class_picker_and_guidance_that_draw_what_the
     try:
         client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]
-        assert [p["label"] for p in parameters["parameters"]][-2:] == ["Flower class", "Guidance weight"]
+        assert [p["label"] for p in parameters["parameters"]][-2:] == ["Class", "Guidance weight"]
         grid, summary, _ = client.predict(4, 3, "ddim", 0.0, 7, "sunflower", 3.0, api_name="/generate")
         expected = ddim.generate(model, 4, steps=3, seed=7, classes="sunflower", guidance=3.0)
         assert np.array_equal(pixels(grid), expected_grid(expected, tmp_path))
@@ -294,7 +294,7 @@ def test_the_card_falls_back_to_the_runs_history_and_to_the_exported_metadata(ru
 def test_ddim_demo_without_the_builtin_model_says_so_in_one_line(capsys, monkeypatch, tmp_path: Path) -> None:
     from ddim import export
 
-    monkeypatch.setattr(export, "BUILTIN_FILE", tmp_path / "missing.safetensors")
+    monkeypatch.setitem(export.BUILTIN_MODELS, export.BUILTIN_NAME, tmp_path / "missing.safetensors")
     assert main(["demo"]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("ddim demo: error: this ddim install has no built-in model")

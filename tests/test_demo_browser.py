@@ -87,7 +87,7 @@ def test_pressing_generate_shows_the_grid_the_api_draws(browser, page_url, tmp_p
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(url)
-    assert page.get_by_text("Flower class").count() == 0  # an unconditional model: no class picker
+    assert page.get_by_text("Guidance weight").count() == 0  # an unconditional model: no class picker
     page.get_by_role("button", name="Generate", exact=True).click()
     status = page.locator("#grid-status")
     status.get_by_text("images in").wait_for()
@@ -113,6 +113,6 @@ def test_zero_steps_shows_a_message_on_the_page_not_a_traceback(browser, page_ur
     page.goto(url)
     page.get_by_label("Steps", exact=True).fill("0")
     page.get_by_role("button", name="Generate", exact=True).click()
-    page.get_by_text("steps must be between 1 and 1,000, got 0").wait_for()
+    page.get_by_text("steps must be between 1 and 10,000, got 0").wait_for()
     assert "Traceback" not in page.content()
     page.close()

@@ -1,4 +1,5 @@
-"""The diffusion math: schedule, prediction targets, DDIM with an oracle, EMA, normaliser."""
+"""The diffusion math: schedule, prediction targets, DDIM's determinism and callback, EMA, normaliser (the
+samplers against an oracle: tests/test_samplers.py)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,20 @@ import pytest
 import torch
 
 from ddim.config import ModelConfig
-from ddim.diffusion import Schedule, add_noise, diffusion_schedule, prediction_target, split_prediction
+from ddim.diffusion import (
+    Schedule,
+    add_noise,
+    diffusion_schedule,
+    prediction_target,
+    split_prediction,
+)
 from ddim.ema import update_ema
 from ddim.network import UNet
 from ddim.normalizer import Normalizer
 from ddim.samplers import ddim, initial_noise, time_pairs
 
 
-def test_schedule_rates_are_on_the_unit_circle_with_the_seeds_endpoints() -> None:
+def test_schedule_rates_are_on_the_unit_circle_with_the_keras_examples_endpoints() -> None:
     times = torch.linspace(0, 1, 101, dtype=torch.float64)
     noise_rates, signal_rates = diffusion_schedule(times, 0.02, 0.95)
     torch.testing.assert_close(signal_rates**2 + noise_rates**2, torch.ones_like(times))
@@ -39,24 +46,6 @@ def test_each_prediction_target_round_trips(target: str) -> None:
     pred_noises, pred_images = split_prediction(target, output, noisy, noise_rates, signal_rates)
     torch.testing.assert_close(pred_noises, noises)
     torch.testing.assert_close(pred_images, images)
-
-
-def oracle_denoiser(clean_images: torch.Tensor):
-    """A perfect noise predictor: knows the clean images, returns the true noise of x_t."""
-    def denoise(noisy_images, noise_rates, signal_rates):
-        pred_noises = (noisy_images - signal_rates * clean_images) / noise_rates
-        pred_images = (noisy_images - noise_rates * pred_noises) / signal_rates
-        return pred_noises, pred_images
-    return denoise
-
-
-@pytest.mark.parametrize("steps", [1, 2, 5, 20, 50])
-def test_ddim_with_an_oracle_recovers_the_clean_images(steps: int) -> None:
-    generator = torch.Generator().manual_seed(steps)
-    clean = torch.randn(6, 3, 16, 16, generator=generator)
-    latents = torch.randn(6, 3, 16, 16, generator=generator)
-    images = ddim(oracle_denoiser(clean), latents, steps=steps, schedule=Schedule())
-    torch.testing.assert_close(images, clean, rtol=1e-5, atol=1e-5)
 
 
 def test_ddim_is_deterministic_and_calls_back_every_step() -> None:
@@ -87,7 +76,7 @@ def test_per_image_noise_does_not_depend_on_the_batch() -> None:
     assert not torch.equal(other_seed[0], whole[3])
 
 
-def test_ema_follows_the_seeds_rule_over_weights_and_batchnorm_statistics() -> None:
+def test_ema_follows_the_keras_examples_rule_over_weights_and_batchnorm_statistics() -> None:
     config = ModelConfig(image_size=8, widths=(4, 8), block_depth=1)
     network, ema_network = UNet(config), UNet(config)
     network.train()(torch.randn(4, 3, 8, 8), torch.rand(4, 1, 1, 1))  # moves BatchNorm statistics

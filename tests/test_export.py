@@ -9,14 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import loaded
+from test_checkpoint import TINY, trained_looking_model
 
-from ddim.checkpoint import CheckpointError, load_model, write_checkpoint
+from ddim.checkpoint import CheckpointError, write_checkpoint
 from ddim.cli import main
 from ddim.config import ModelConfig, RunConfig
-from ddim.export import (BUILTIN_FILE, ExportError, export_model, load_exported, read_metadata,
-                         tensors_sha256)
+from ddim.export import (
+    BUILTIN_FILE,
+    ExportError,
+    export_model,
+    load_exported,
+    read_metadata,
+    tensors_sha256,
+)
 from ddim.model import DiffusionModel, generate_images
-from test_checkpoint import TINY, trained_looking_model
 
 
 def trained_looking_run(tmp_path: Path) -> tuple[DiffusionModel, Path]:
@@ -36,7 +43,7 @@ def test_export_writes_the_ema_network_in_fp16_and_every_command_samples_it(tmp_
     metadata = read_metadata(out)
     assert (metadata["step"], metadata["epoch"], metadata["dtype"]) == ("14", "2", "fp16")
     assert RunConfig.from_dict(json.loads(metadata["config"])) == RunConfig(model=TINY)
-    loaded, config, found = load_model(out)
+    again, config, found = loaded(out)
     assert found == out and config.model == TINY
     # the exported network is the EMA network rounded to fp16: sampling it equals sampling such a model
     rounded = DiffusionModel(TINY)
@@ -46,7 +53,7 @@ def test_export_writes_the_ema_network_in_fp16_and_every_command_samples_it(tmp_
             if tensor.is_floating_point():
                 tensor.copy_(tensor.half().float())
     expected = generate_images(rounded, seed=5, indices=range(3), steps=4)
-    assert torch.equal(generate_images(loaded, seed=5, indices=range(3), steps=4), expected)
+    assert torch.equal(generate_images(again, seed=5, indices=range(3), steps=4), expected)
     assert main(["sample", "--checkpoint", str(out), "--num", "2", "--steps", "2", "--out", str(tmp_path / "s"),
                  "--device", "cpu"]) == 0
     assert len(list((tmp_path / "s").glob("image_*.png"))) == 2
@@ -60,11 +67,11 @@ def test_a_damaged_or_foreign_export_is_refused_by_name(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="damaged.*sha256"):
-        load_model(damaged)
+        loaded(damaged)
     zeroed = tmp_path / "zeroed.safetensors"
     zeroed.write_bytes(bytes(data[:-4096]) + bytes(4096))
     with pytest.raises(CheckpointError, match="zeroed"):
-        load_model(zeroed)
+        loaded(zeroed)
     with pytest.raises(ExportError, match="not an exported ddim model"):
         load_exported(run / "checkpoints" / "step_000000014" / "model.safetensors")
 
@@ -90,7 +97,7 @@ def test_the_builtin_model_is_small_loads_and_its_checksum_holds() -> None:
     assert BUILTIN_FILE.is_file(), f"the built-in model {BUILTIN_FILE} is missing from the package"
     assert BUILTIN_FILE.stat().st_size < 10 * 2**20
     metadata = read_metadata(BUILTIN_FILE)
-    model, config, found = load_model("pretrained")  # verifies the sha256 on the way
+    model, config, found = loaded("pretrained")  # verifies the sha256 on the way
     assert found == BUILTIN_FILE and config.model == ModelConfig()  # the Keras example's 64 px U-Net
     assert int(metadata["epoch"]) >= 1 and int(metadata["step"]) > 0
     from safetensors.torch import load_file
@@ -117,7 +124,7 @@ def test_the_builtin_model_draws_flowers_not_noise(flowers_splits) -> None:
     from ddim.metrics.distances import polynomial_mmd
     from ddim.metrics.inception import extract_features, load_inception
 
-    model, _, _ = load_model("pretrained")
+    model, _, _ = loaded("pretrained")
     samples = generate_images(model, seed=0, indices=range(16), steps=20)
     noise = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     extractor = load_inception(None, 299)

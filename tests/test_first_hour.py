@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_SYNTHETIC_TRAIN
-from ddim.callbacks import Callback
+
 from ddim.cli import main
 from ddim.data import DataError
 from ddim.data.flowers import download_flowers102
+from ddim.training.callbacks import Callback
 
 TINY = [*TINY_SYNTHETIC_TRAIN, "--no-tensorboard"]
 
@@ -53,7 +53,7 @@ def test_the_end_of_a_run_summarises_it_with_the_next_commands(images: Path, tmp
 
 def test_each_log_carries_the_learning_rate_and_throughput(images: Path, tmp_path: Path) -> None:
     from ddim import config_with
-    from ddim.train import fit
+    from ddim.training import fit
 
     class Record(Callback):
         logs: list = []

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import CONFIG, loaded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -81,15 +82,15 @@ def test_a_mutated_checkpoint_config_is_refused_by_name_or_loads_the_same_model(
                                                                                  mutation, capsys) -> None:
     folder = tmp_path_factory.mktemp("case") / "step_000000001"
     shutil.copytree(checkpoint, folder)
-    original = json.loads((folder / ckpt.CONFIG_FILE).read_text())
-    (folder / ckpt.CONFIG_FILE).write_text(json.dumps(mutate(original, mutation)))
+    original = json.loads((folder / CONFIG).read_text())
+    (folder / CONFIG).write_text(json.dumps(mutate(original, mutation)))
     capsys.readouterr()
     code = main(["sample", "--checkpoint", str(folder), "--num", "1", "--steps", "1", "--device", "cpu",
                  "--out", str(folder.parent / "out")])
     err = capsys.readouterr().err
     if code == 0:  # accepted: it must be the very model the weights were written with
-        _, loaded, _ = ckpt.load_model(folder)
-        assert loaded.model == RunConfig.from_dict(original).model
+        _, config, _ = loaded(folder)
+        assert config.model == RunConfig.from_dict(original).model
     else:
         assert_clean_failure(code, err, ("config.json", "model.safetensors"))
 

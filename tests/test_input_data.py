@@ -11,16 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_images
 from PIL import Image, ImageFile
 from scipy.io import savemat
 
-from conftest import write_images
 from ddim.config import DataConfig
 from ddim.data import DataError, DataWarning, load_splits
 from ddim.data import dataset as dataset_module
 from ddim.data.flowers import read_index
+from ddim.data.generated import read_generated
 from ddim.data.images import load_image, to_rgb
-from ddim.evaluation import read_generated
 
 
 def png_bytes(width: int, height: int, color_type: int, bit_depth: int, rows: bytes) -> bytes:

@@ -12,9 +12,17 @@ from torchvision.transforms.v2 import functional as TF
 
 from ddim.cli import main
 from ddim.config import ModelConfig
-from ddim.evaluation import seed_kid
-from ddim import evaluation as evaluation_module
-from ddim.metrics import InceptionError, fid_from_features, kid_per_batch, kid_subsets, load_inception, polynomial_mmd
+from ddim.evaluation import generation as generation_module
+from ddim.evaluation import keras_kid
+from ddim.evaluation import references as references_module
+from ddim.metrics import (
+    InceptionError,
+    fid_from_features,
+    kid_per_batch,
+    kid_subsets,
+    load_inception,
+    polynomial_mmd,
+)
 from ddim.metrics.inception import WEIGHTS_SHA1, default_weights_path, extract_features
 from ddim.model import DiffusionModel
 
@@ -161,13 +169,13 @@ def test_kid_during_training_leaves_the_training_state_alone(inception75) -> Non
     real = extract_features(inception75, torch.rand(10, 3, 16, 16))
     training_generator = torch.Generator().manual_seed(5)
     generator_state, global_state = training_generator.get_state(), torch.get_rng_state()
-    value = seed_kid(model, inception75, real, count=10, steps=2, seed=3, batch_size=5)
+    value = keras_kid(model, inception75, real, count=10, steps=2, seed=3, batch_size=5)
     assert np.isfinite(value)
     assert model.network.training and not model.ema_network.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(training_generator.get_state(), generator_state)
     assert torch.equal(torch.get_rng_state(), global_state)
-    assert seed_kid(model, inception75, real, count=10, steps=2, seed=3, batch_size=5) == value  # same noise every epoch
+    assert keras_kid(model, inception75, real, count=10, steps=2, seed=3, batch_size=5) == value  # same noise every epoch
 
 
 def test_training_tracks_validation_kid_and_keeps_the_best_checkpoint(tiny_run: Path) -> None:
@@ -199,14 +207,14 @@ def test_evaluate_prints_and_writes_reproducible_kid_and_fid(tiny_run: Path, tmp
 
     # a second evaluation reads the real features from the cache and gives the same numbers
     real_extractions = []
-    original = evaluation_module.extract_features
+    original = references_module.extract_features
 
     def counting(extractor, images, **kwargs):
         if isinstance(images, np.ndarray):  # real images are uint8 arrays; generated ones are tensors
             real_extractions.append(len(images))
         return original(extractor, images, **kwargs)
 
-    monkeypatch.setattr(evaluation_module, "extract_features", counting)
+    monkeypatch.setattr(references_module, "extract_features", counting)
     assert main(arguments) == 0
     assert real_extractions == []
     assert json.loads(out.read_text())["kid"] == results["kid"]
@@ -221,7 +229,7 @@ def test_an_interrupted_evaluation_continues_where_it_stopped(tiny_run: Path, tm
     arguments = ["evaluate", "--checkpoint", str(tiny_run), "--num", "20", "--batch-size", "8", "--steps", "2",
                  "--kid-size", "75", "--subsets", "5", "--subset-size", "10", "--device", "cpu", "--no-progress",
                  "--cache-dir", str(cache), "--json", str(out)]
-    generate = evaluation_module.generate_images
+    generate = generation_module.generate_images
     batches: list[list[int]] = []
     stop_at = 2
 
@@ -231,7 +239,7 @@ def test_an_interrupted_evaluation_continues_where_it_stopped(tiny_run: Path, tm
             raise KeyboardInterrupt  # as if stopped while generating the second batch
         return generate(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation_module, "generate_images", counted)
+    monkeypatch.setattr(generation_module, "generate_images", counted)
     assert main(arguments) == 130 and not out.exists()
     kept = list((cache / "partial").glob("*/images-*.npy"))
     assert [p.name for p in kept] == ["images-0000000-0000007.npy"]

@@ -3,7 +3,6 @@ TensorBoard's own reader), the fixed history.csv columns, and readable history a
 
 from __future__ import annotations
 
-import csv
 import io
 import subprocess
 import sys
@@ -13,20 +12,22 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import write_images
+from conftest import captured_figures, header, write_images
 from PIL import Image
 
-from ddim.callbacks import RunInfo, SampleGrid
 from ddim.checkpoint import TrainState
 from ddim.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from ddim.monitoring import (
+from ddim.layout import RunLayout
+from ddim.plots import plot_history
+from ddim.reports import HISTORY_COLUMNS, save_grid, write_history
+from ddim.training import TrainingError
+from ddim.training.callbacks import RunInfo, SampleGrid
+from ddim.training.monitoring import (
     MetricsLog,
     TensorBoardLogger,
     TensorBoardUnavailable,
     read_metrics,
 )
-from ddim.reports import HISTORY_COLUMNS, plot_history, save_grid, write_history
-from ddim.training_run import TrainingError
 
 CONFIG = RunConfig(model=ModelConfig(image_size=16, widths=(8, 16), block_depth=1),
                    data=DataConfig(path="unused", repeats=1),
@@ -36,7 +37,7 @@ CONFIG = RunConfig(model=ModelConfig(image_size=16, widths=(8, 16), block_depth=
 
 def run_info(run_dir: Path, step: int = 0) -> RunInfo:
     """What fit would tell the callbacks, without a model."""
-    return RunInfo(run_dir=run_dir, config=CONFIG, state=TrainState(step=step), speed=None, steps_per_epoch=2,
+    return RunInfo(layout=RunLayout(run_dir), config=CONFIG, state=TrainState(step=step), runtime=None, steps_per_epoch=2,
                    total_steps=4, description="training on fake images")
 
 
@@ -124,7 +125,7 @@ def test_tensorboard_missing_is_a_clear_error_before_training_and_the_module_imp
     log.on_log(1, metrics(1))
     log.on_train_end(TrainState(step=1))
     assert read_metrics(tmp_path / "metrics.jsonl")[0]["loss"] == 1.5
-    code = "import sys, ddim.monitoring; print('tensorboard' in sys.modules)"
+    code = "import sys, ddim.training.monitoring; print('tensorboard' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
 
@@ -155,7 +156,7 @@ def test_metrics_log_round_trips_steps_and_epochs_and_a_resume_continues_from_it
 
 
 def test_a_tiny_real_run_writes_events_grids_and_metrics(tmp_path: Path) -> None:
-    from ddim.train import fit
+    from ddim.training import fit
 
     images = write_images(tmp_path / "images", 16, size=(20, 18))[0].parent
     config = RunConfig(model=ModelConfig(image_size=16, widths=(8, 16), block_depth=1),
@@ -187,11 +188,6 @@ def history(kid_every: int, epochs: int = 4) -> list[dict[str, float]]:
     return rows
 
 
-def header(path: Path) -> list[str]:
-    with open(path, newline="") as handle:
-        return next(csv.reader(handle))
-
-
 def test_history_columns_are_fixed_whatever_the_kid_cadence(tmp_path: Path) -> None:
     from ddim.reports import read_history
 
@@ -204,29 +200,10 @@ def test_history_columns_are_fixed_whatever_the_kid_cadence(tmp_path: Path) -> N
     assert header(tmp_path / "extra.csv") == [*HISTORY_COLUMNS, "extra"]
 
 
-def captured(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[Any]:
-    """Figures the plot functions of ``module`` lay out, drawn, instead of only their PNG."""
-    figures: list[Any] = []
-    original = module.save_figure
-
-    def keep(figure: Any, path: Path, **options: Any) -> Path:
-        figure.canvas.draw()
-        figures.append({"axes": [(axis.get_xlim(), [t.get_text() for t in axis.get_xticklabels()],
-                                  [t.get_text() for t in axis.get_yticklabels()], axis.get_xlabel(),
-                                  axis.get_ylabel(), [(line.get_marker(), line.get_linestyle()) for line in axis.lines])
-                                 for axis in figure.axes],
-                        "texts": [text.get_text() for text in figure.texts]})  # the title, then the subtitle
-        return original(figure, path, **options)
-
-    monkeypatch.setattr(module, "save_figure", keep)
-    return figures
-
-
 def test_a_one_epoch_history_plot_has_visible_markers_labels_and_titles(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddim.reports
 
-    figures = captured(monkeypatch, ddim.reports)
+    figures = captured_figures(monkeypatch)
     plot_history(history(1, epochs=1), tmp_path / "losses.png", title="run flowers-64", subtitle="seed 1",
                  kid_size=75, kid_num=1638, kid_sampler="ddim, 5 steps")
     assert Image.open(tmp_path / "losses.png").size[0] > 100
@@ -240,77 +217,6 @@ def test_a_one_epoch_history_plot_has_visible_markers_labels_and_titles(tmp_path
         assert any(axis[1]) and any(axis[2])  # tick labels on every panel
     assert noise[5][0] != noise[5][1]  # train and validation coincide here, yet differ in marker and dashes
     assert all(marker not in ("", "None") for marker, _ in noise[5])
-
-
-def study_rows(checkpoint: str = "runs/a/checkpoints/best") -> list[dict[str, Any]]:
-    return [{"checkpoint": checkpoint, "sampler": sampler, "steps": e, "evaluations": e, "kid": 0.03 + 0.001 * e,
-             "kid_std": 0.002, "kid_per_batch": 0.03, "fid": 40.0 + e, "kid_size": 75, "num": 500, "num_real": 1638,
-             "reference": "validation", "subsets": 50, "subset_size": 1000, "seed": 0, "seconds": 1.0}
-            for sampler in ("ddim", "ddim eta=1") for e in (2, 5, 10)]
-
-
-def test_plot_study_labels_every_panel_names_the_checkpoint_and_takes_titles(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddim.study
-    from ddim.study import plot_study
-
-    figures = captured(monkeypatch, ddim.study)
-    plot_study(study_rows(), tmp_path / "default.png")  # narrow value ranges: once a panel without tick labels
-    plot_study(study_rows(), tmp_path / "titled.png", title="flowers, EMA", subtitle="my protocol")
-    default, titled = figures
-    assert default["texts"][0] == "sample quality of runs/a/checkpoints/best"
-    assert "75 px Inception" in default["texts"][1] and "N = 500" in default["texts"][1]
-    assert titled["texts"] == ["flowers, EMA", "my protocol"]
-    for axis in default["axes"]:
-        assert [label for label in axis[1] if label] == ["2", "5", "10"]  # every measured evaluation count
-        assert any(axis[2])
-        assert axis[4].endswith("(75 px Inception, N = 500)")
-        assert axis[5][0] != axis[5][1]  # the two samplers differ in marker and dashes
-
-
-def test_plot_study_labels_each_budget_once_when_heun_lands_next_to_it(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddim.study
-    from ddim.study import evaluation_ticks, plot_study
-
-    figures = captured(monkeypatch, ddim.study)
-    rows = [{**row, "sampler": sampler, "evaluations": e, "steps": e}
-            for row in study_rows()[:1] for sampler in ("ddim", "dpmpp-2m") for e in (5, 10, 20, 50)]
-    rows += [{**rows[0], "sampler": "heun", "evaluations": e, "steps": (e + 1) // 2} for e in (5, 9, 19, 49)]
-    plot_study(rows, tmp_path / "study.png")
-    for axis in figures[0]["axes"]:  # 9, 19 and 49 (heun alone) would print over 10, 20 and 50 (three samplers)
-        assert [label for label in axis[1] if label] == ["5", "10", "20", "50"]
-        assert axis[0][0] < 5 and axis[0][1] > 50  # every point still inside the axis
-    assert evaluation_ticks([1, 2, 3, 5, 7, 10, 15, 20, 30, 50]) == [1, 2, 3, 5, 7, 10, 15, 20, 30, 50]  # the default
-    assert evaluation_ticks([9, 10, 10]) == [10] and evaluation_ticks([9, 10]) == [10]  # ties: the larger
-    assert evaluation_ticks([]) == []
-
-
-def test_study_rows_and_csv_carry_checkpoint_kid_size_n_and_sampler(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from types import SimpleNamespace
-
-    import ddim.study
-
-    real = np.zeros((20, 4))
-    monkeypatch.setattr(ddim.study, "reference_features", lambda *args, **kwargs: (real, None))
-    monkeypatch.setattr(ddim.study, "generated_features", lambda *args, num, **kwargs: np.zeros((num, 4)))
-    monkeypatch.setattr(ddim.study, "feature_metrics",
-                        lambda *args, **kwargs: {"kid": 0.1, "kid_std": 0.01, "kid_per_batch": 0.1, "fid": 9.0})
-    rows = ddim.study.run_study(SimpleNamespace(class_names=()), None, SimpleNamespace(image_size=299), samplers=[("ddim", {}), ("heun", {})],
-                                evaluations=[2, 3], num=10, seed=4, checkpoint="runs/a")
-    assert [(r["sampler"], r["evaluations"]) for r in rows] == [("ddim", 2), ("ddim", 3), ("heun", 1), ("heun", 3)]
-    assert {(r["checkpoint"], r["kid_size"], r["num"], r["num_real"], r["seed"]) for r in rows} == {("runs/a", 299, 10, 20, 4)}
-
-    ddim.study.write_study(rows, tmp_path / "study.csv")
-    assert header(tmp_path / "study.csv") == list(ddim.study.STUDY_COLUMNS)
-    with open(tmp_path / "study.csv", newline="") as handle:
-        written = list(csv.DictReader(handle))
-    assert written[2]["sampler"] == "heun" and written[2]["kid_size"] == "299" and written[2]["num"] == "10"
-    old = [{"sampler": "ddim", "steps": 5, "evaluations": 5, "kid": 0.1, "kid_std": 0.0, "fid": 9.0, "num": 10}]
-    ddim.study.write_study(old, tmp_path / "old.csv", checkpoint="runs/b")  # rows from an older caller
-    with open(tmp_path / "old.csv", newline="") as handle:
-        assert next(csv.DictReader(handle))["checkpoint"] == "runs/b"
 
 
 def test_a_grid_caption_goes_in_a_strip_below_and_leaves_the_images_alone(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from ddim.config import ModelConfig
 from ddim.network import UNet, count_parameters, sinusoidal_embedding
 
 
-def test_default_network_has_the_seeds_parameter_count() -> None:
+def test_default_network_has_the_keras_examples_parameter_count() -> None:
     assert count_parameters(UNet()) == 1_950_627
 
 
@@ -48,7 +48,7 @@ def test_output_layer_is_zero_initialised_so_the_first_prediction_is_zero() -> N
     assert torch.count_nonzero(output) == 0
 
 
-def test_embedding_matches_the_seeds_formula() -> None:
+def test_embedding_matches_the_keras_examples_formula() -> None:
     variances = torch.tensor([0.0, 0.1, 0.5, 0.99]).view(4, 1, 1, 1)
     embedding = sinusoidal_embedding(variances, 32, 1.0, 1000.0)
     assert embedding.shape == (4, 32, 1, 1)

@@ -9,12 +9,11 @@ import typing
 from pathlib import Path
 
 import pytest
+from conftest import write_images
 
 from ddim import config as config_module
-from ddim.cli import build_parser, main, options
-from ddim.config import ModelConfig, RunConfig, TrainConfig, option
-
-from conftest import write_images
+from ddim.cli import argtypes, build_parser, config_options, main
+from ddim.config import SECTIONS, ModelConfig, RunConfig, TrainConfig, option
 
 TINY = ModelConfig(image_size=16, widths=(8, 16), block_depth=1)
 # The option names before the options were derived from the dataclasses (README's table and scripts use them).
@@ -43,9 +42,9 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_every_config_field_has_exactly_one_option_with_its_help() -> None:
     # every field a user sets; the class names are recorded from the data, never given
     recorded = {"model.class_names"}
-    fields = [f"{section}.{spec.name}" for section, cls in options.SECTIONS.items() for spec in dataclasses.fields(cls)
+    fields = [f"{section}.{spec.name}" for section, cls in SECTIONS.items() for spec in dataclasses.fields(cls)
               if f"{section}.{spec.name}" not in recorded]
-    assert len(fields) == sum(len(dataclasses.fields(cls)) for cls in options.SECTIONS.values()) - len(recorded)
+    assert len(fields) == sum(len(dataclasses.fields(cls)) for cls in SECTIONS.values()) - len(recorded)
     actions = config_actions(parse("train").parser)
     assert sorted(action.dest for action in actions) == sorted(fields)  # one each, none twice
     names = [name for action in actions for name in action.option_strings]
@@ -56,8 +55,8 @@ def test_every_config_field_has_exactly_one_option_with_its_help() -> None:
         assert action.help.count("default:") == 1, action.help  # each default shown once
         assert "(default: None)" not in action.help and "(default: True)" not in action.help
         section, name = action.dest.split(".")
-        assert options.CONFIG_OPTIONS[(section, name)][0] == action.option_strings[0]
-    assert options.option_name("data.path") == "--data" and options.option_name("kid_batch_size") == "--kid-batch-size"
+        assert config_options.CONFIG_OPTIONS[(section, name)][0] == action.option_strings[0]
+    assert config_options.option_name("data.path") == "--data" and config_options.option_name("kid_batch_size") == "--kid-batch-size"
 
 
 def test_help_shows_yes_no_and_comma_defaults(capsys) -> None:
@@ -77,20 +76,20 @@ def test_choices_come_from_the_config() -> None:
     assert choices == {"model.prediction": config_module.PREDICTION_TARGETS, "train.loss": config_module.LOSSES,
                        "train.precision": config_module.PRECISIONS, "train.compile": config_module.COMPILE_MODES,
                        "train.batchnorm": config_module.BATCHNORM_MODES, "train.lr_schedule": config_module.LR_SCHEDULES}
-    from ddim import speed
+    from ddim import runtime
 
-    assert (speed.PRECISIONS, speed.COMPILE_MODES) == (config_module.PRECISIONS, config_module.COMPILE_MODES)
+    assert (runtime.PRECISIONS, runtime.COMPILE_MODES) == (config_module.PRECISIONS, config_module.COMPILE_MODES)
 
 
 def test_the_argparse_type_comes_from_the_annotation() -> None:
-    optional_float, optional_int = options.argument_type(float | None), options.argument_type(typing.Optional[int])
+    optional_float, optional_int = config_options.argument_type(float | None), config_options.argument_type(typing.Optional[int])
     assert optional_float("0.5") == 0.5 and optional_int("3") == 3  # parsed as the type, and 'none' is the default
     assert optional_float("none") is None and optional_int("None") is None
     assert (optional_float.__name__, optional_int.__name__) == ("float", "int")  # argparse's "invalid int value"
-    assert options.argument_type(bool) is options.yes_no
-    assert options.argument_type(tuple[int, ...]) is options.int_list
+    assert config_options.argument_type(bool) is argtypes.yes_no
+    assert config_options.argument_type(tuple[int, ...]) is argtypes.int_list
     with pytest.raises(TypeError, match="no command-line type"):
-        options.argument_type(dict[str, int])
+        config_options.argument_type(dict[str, int])
 
 
 def test_a_new_optional_float_field_gets_its_option() -> None:
@@ -99,7 +98,7 @@ def test_a_new_optional_float_field_gets_its_option() -> None:
         "ExtendedTrainConfig", [("grad_clip", float | None, option(None, "clip gradients to this norm (default: off)"))],
         bases=(TrainConfig,), frozen=True)
     parser = argparse.ArgumentParser()
-    options.add_field_options(parser, extended, "train")
+    config_options.add_field_options(parser, extended, "train")
     args = parser.parse_args(["--grad-clip", "0.5", "--batch-size", "8"])
     assert vars(args) == {"train.grad_clip": 0.5, "train.batch_size": 8}
     assert parser.parse_args([]) == argparse.Namespace()  # nothing given, nothing set
@@ -110,7 +109,7 @@ def test_a_new_optional_float_field_gets_its_option() -> None:
 def test_the_options_that_had_none_before(tmp_path: Path, capsys) -> None:
     args = parse("train", "--embedding-min-frequency", "2", "--embedding-max-frequency", "500",
                  "--adam-epsilon", "1e-8", "--kid-batch-size", "32", "--skip-unreadable", "yes", "--channels-last", "no")
-    config = options.config_from_args(args)
+    config = config_options.config_from_args(args)
     assert (config.model.embedding_min_frequency, config.model.embedding_max_frequency) == (2.0, 500.0)
     assert (config.train.adam_epsilon, config.train.kid_batch_size) == (1e-8, 32)
     assert config.data.skip_unreadable and not config.train.channels_last
@@ -128,23 +127,23 @@ def test_config_file_is_the_base_and_the_command_line_overrides_it(tmp_path: Pat
     saved = RunConfig(model=TINY, train=TrainConfig(epochs=3, lr=2e-3, seed=5))
     saved.save(tmp_path / "config.json")
     args = parse("train", "--config", str(tmp_path / "config.json"), "--epochs", "7", "--widths", "8,32")
-    assert options.given_options(args) == {("train", "epochs"): 7, ("model", "widths"): (8, 32)}
-    config = options.config_from_args(args)
+    assert config_options.given_options(args) == {("train", "epochs"): 7, ("model", "widths"): (8, 32)}
+    config = config_options.config_from_args(args)
     assert config == dataclasses.replace(saved, model=dataclasses.replace(TINY, widths=(8, 32)),
                                          train=dataclasses.replace(saved.train, epochs=7))
     old = saved.to_dict()  # version 1 (no "version" key): PyTorch's weight decay, converted as for a resumed run
     del old["version"]
     (tmp_path / "old.json").write_text(json.dumps(old))
-    config = options.config_from_args(parse("train", "--config", str(tmp_path / "old.json")))
+    config = config_options.config_from_args(parse("train", "--config", str(tmp_path / "old.json")))
     assert config.train.weight_decay == pytest.approx(2e-3 * 1e-4, rel=1e-12) and config.model == TINY
 
 
 def test_a_partial_config_file_keeps_the_other_defaults(tmp_path: Path) -> None:
     (tmp_path / "partial.json").write_text(json.dumps({"model": {"image_size": 32}, "train": {"epochs": 3}}))
-    config = options.config_from_args(parse("train", "--config", str(tmp_path / "partial.json"), "--seed", "2"))
+    config = config_options.config_from_args(parse("train", "--config", str(tmp_path / "partial.json"), "--seed", "2"))
     assert config == RunConfig(model=ModelConfig(image_size=32), train=TrainConfig(epochs=3, seed=2))
     (tmp_path / "decay.json").write_text(json.dumps({"version": 2, "train": {"weight_decay": 1e-3}}))
-    config = options.config_from_args(parse("train", "--config", str(tmp_path / "decay.json")))
+    config = config_options.config_from_args(parse("train", "--config", str(tmp_path / "decay.json")))
     assert config == RunConfig(train=TrainConfig(weight_decay=1e-3))
 
 
@@ -182,7 +181,7 @@ def test_config_and_resume_are_not_combined(tmp_path: Path, capsys) -> None:
 
 def test_bench_takes_the_model_defaults_from_the_config() -> None:
     args = parse("bench", "--widths", "8,16")
-    assert options.config_from_args(args).model == dataclasses.replace(ModelConfig(), widths=(8, 16))
+    assert config_options.config_from_args(args).model == dataclasses.replace(ModelConfig(), widths=(8, 16))
     assert {action.dest for action in config_actions(args.parser)} == {"model.image_size", "model.widths",
                                                                        "model.block_depth"}
 

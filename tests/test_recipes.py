@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY_TRAIN, write_images
+
 from ddim.cli import main
 from ddim.config import ConfigError, RunConfig, TrainConfig
 from ddim.data import TrainBatches
@@ -142,7 +142,7 @@ def test_a_cosine_run_records_its_horizon(tmp_path: Path) -> None:
 
 def test_none_restores_an_optional_fields_default_over_a_recipe() -> None:
     from ddim.cli import build_parser
-    from ddim.cli.options import config_from_args
+    from ddim.cli.config_options import config_from_args
 
     args = build_parser().parse_args(["train", "--recipe", "improved", "--ema-std", "none", "--lr-schedule", "constant",
                                       "--lr-warmup-steps", "0", "--lr-decay-steps", "NONE"])

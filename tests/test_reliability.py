@@ -15,16 +15,34 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    CONFIG,
+    STATE,
+    TINY_TRAIN,
+    WEIGHTS,
+    loaded,
+    real_flowers_or_skip,
+    step_checkpoints,
+    step_dir_name,
+    training_state,
+    write_images,
+)
 from safetensors.torch import load_file
 
-from conftest import TINY_TRAIN, real_flowers_or_skip, write_images
 from ddim import checkpoint as ckpt
-from ddim.callbacks import Callback
-from ddim import training_step as steps_module
 from ddim.cli import main
-from ddim.config import (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4, CONFIG_VERSION, DataConfig, ModelConfig, RunConfig,
-                         TrainConfig)
-from ddim.train import TrainingError, TrainingInterrupted, fit
+from ddim.config import (
+    ADDED_IN_VERSION_3,
+    ADDED_IN_VERSION_4,
+    CONFIG_VERSION,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
+from ddim.training import TrainingError, TrainingInterrupted, fit
+from ddim.training import step as steps_module
+from ddim.training.callbacks import Callback
 
 TIMING = {"seconds", "eval_seconds", "images_per_second"}
 
@@ -51,8 +69,8 @@ def tiny_config(flowers: Path, **train) -> RunConfig:
 
 
 def final_state(run_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    latest = ckpt.step_checkpoints(run_dir)[-1]
-    return load_file(str(latest / ckpt.WEIGHTS_FILE)), ckpt.load_training_state(latest)
+    latest = step_checkpoints(run_dir)[-1]
+    return load_file(str(latest / WEIGHTS)), training_state(latest)
 
 
 def assert_same_run(a: Path, b: Path) -> None:
@@ -94,16 +112,16 @@ def test_a_resumed_epoch_reports_the_time_of_all_its_steps(flowers: Path, tmp_pa
     for saved in ("with timing", "ddim 0.2"):
         run_dir = tmp_path / saved.replace(" ", "-")
         fit(tiny_config(flowers, max_steps=4, epochs=1), run_dir)  # 4 of the epoch's 6 steps
-        latest = ckpt.step_checkpoints(run_dir)[-1]
-        state = ckpt.load_training_state(latest)
+        latest = step_checkpoints(run_dir)[-1]
+        state = training_state(latest)
         assert state["step"] == 4 and state["epoch_timed_steps"] == 4 and 0 < state["epoch_seconds"] < 1000
         if saved == "with timing":
             state["epoch_seconds"] = 1000.0  # as if the first 4 steps had taken 1,000 s
         else:
             del state["epoch_seconds"], state["epoch_timed_steps"]
-        torch.save(state, latest / ckpt.STATE_FILE)
+        torch.save(state, latest / STATE)
         fit(tiny_config(flowers, epochs=1), run_dir, resume=True)
-        row = ckpt.load_training_state(ckpt.step_checkpoints(run_dir)[-1])["history"][-1]
+        row = training_state(step_checkpoints(run_dir)[-1])["history"][-1]
         assert row["epoch"] == 1 and row["step"] == 6
         if saved == "with timing":
             assert 1000 < row["seconds"] < 1100
@@ -132,7 +150,7 @@ def test_sigint_and_sigterm_save_a_checkpoint_and_stop_cleanly(flowers: Path, un
         fit(tiny_config(flowers), run_dir, callbacks=[InterruptAt(8, signal_number)])
     assert stopped.value.exit_code == (130 if signal_number == signal.SIGINT else 143)
     assert "continue with: ddim train --resume" in str(stopped.value)
-    assert ckpt.step_checkpoints(run_dir)[-1].name == ckpt.step_dir_name(8)  # saved at the step it stopped
+    assert step_checkpoints(run_dir)[-1].name == step_dir_name(8)  # saved at the step it stopped
     fit(tiny_config(flowers), run_dir, resume=True)
     assert_same_run(uninterrupted, run_dir)
 
@@ -150,14 +168,14 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(flo
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"became NaN or infinite by step 6.*last good checkpoint .*step_000000004"):
         fit(tiny_config(flowers, kid_every=0), run_dir)
-    assert [p.name for p in ckpt.step_checkpoints(run_dir)] == ["step_000000002", "step_000000004"]
+    assert [p.name for p in step_checkpoints(run_dir)] == ["step_000000002", "step_000000004"]
     weights, _ = final_state(run_dir)
     assert all(torch.isfinite(t).all() for t in weights.values() if t.is_floating_point())
 
 
 def test_a_disk_that_fills_during_a_checkpoint_leaves_the_previous_one_intact(flowers: Path, tmp_path: Path,
                                                                             monkeypatch) -> None:
-    original, calls = ckpt.save_file, []
+    original, calls = ckpt.write_safetensors, []
 
     def fills_up(tensors, path, metadata=None):
         calls.append(1)
@@ -166,15 +184,15 @@ def test_a_disk_that_fills_during_a_checkpoint_leaves_the_previous_one_intact(fl
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return original(tensors, path, metadata=metadata)
 
-    monkeypatch.setattr(ckpt, "save_file", fills_up)
+    monkeypatch.setattr(ckpt, "write_safetensors", fills_up)
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"could not write checkpoint .*step_000000004: No space left on device; "
                                             r"training stopped and the previous checkpoint .*step_000000002 is intact"):
         fit(tiny_config(flowers, kid_every=0), run_dir)
-    assert [p.name for p in ckpt.step_checkpoints(run_dir)] == ["step_000000002"]
+    assert [p.name for p in step_checkpoints(run_dir)] == ["step_000000002"]
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
-    ckpt.load_model(run_dir)  # still loads
-    monkeypatch.setattr(ckpt, "save_file", original)
+    loaded(run_dir)  # still loads
+    monkeypatch.setattr(ckpt, "write_safetensors", original)
     fit(tiny_config(flowers, kid_every=0), run_dir, resume=True)  # and the run resumes from it
     assert final_state(run_dir)[1]["step"] == 12
 
@@ -203,13 +221,13 @@ def test_resume_falls_back_from_a_truncated_checkpoint_and_names_an_unusable_run
 
     run_dir = tmp_path / "copy"
     shutil.copytree(uninterrupted, run_dir)
-    checkpoints = ckpt.step_checkpoints(run_dir)
-    latest_state = checkpoints[-1] / ckpt.STATE_FILE
+    checkpoints = step_checkpoints(run_dir)
+    latest_state = checkpoints[-1] / STATE
     latest_state.write_bytes(latest_state.read_bytes()[:200])  # truncated
     fit(tiny_config(flowers, epochs=3, kid_every=0), run_dir, resume=True)  # resumes from the one before
     assert final_state(run_dir)[1]["step"] == 18
-    for folder in ckpt.step_checkpoints(run_dir):
-        (folder / ckpt.STATE_FILE).write_bytes(b"garbage")
+    for folder in step_checkpoints(run_dir):
+        (folder / STATE).write_bytes(b"garbage")
     assert main(["train", "--resume", str(run_dir), "--epochs", "4", "--no-progress", "--kid-every", "0"]) == 1
     assert "no readable checkpoint" in capsys.readouterr().err
 
@@ -241,10 +259,10 @@ def test_a_run_trained_with_skip_unreadable_is_evaluated_studied_and_inverted_on
     invert, the API's evaluate) reads the run's images as training did, the broken file skipped and a conditional
     folder split class by class, instead of stopping at the broken file or splitting another way."""
     import numpy as np
+    from conftest import write_images
     from PIL import Image
 
     import ddim
-    from conftest import write_images
     from ddim.data import load_splits
 
     images = tmp_path / "imgs"
@@ -292,7 +310,7 @@ def test_sigkill_at_random_moments_then_resume_ends_with_the_same_weights(flower
         run_dir = tmp_path / f"trial{trial}"
         process = subprocess.Popen(train_command(flowers, run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.perf_counter() + 120
-        while not ckpt.step_checkpoints(run_dir) and process.poll() is None and time.perf_counter() < deadline:
+        while not step_checkpoints(run_dir) and process.poll() is None and time.perf_counter() < deadline:
             time.sleep(0.05)  # kill only once training is under way, so that there is progress to lose
         time.sleep(rng.uniform(0, duration * 0.6))
         if process.poll() is None:
@@ -310,7 +328,7 @@ def test_sigterm_to_the_command_saves_and_exits_143(flowers: Path, tmp_path: Pat
     run_dir = tmp_path / "run"
     process = subprocess.Popen(train_command(flowers, run_dir, "--epochs", "50"), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    while len(ckpt.step_checkpoints(run_dir)) < 2 and process.poll() is None:
+    while len(step_checkpoints(run_dir)) < 2 and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
@@ -346,12 +364,12 @@ def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninte
     the training-state format is unchanged. Such a run resumes through the CLI and continues the same run."""
     run_dir = tmp_path / "old"
     fit(tiny_config(flowers, max_steps=5), run_dir)
-    for path in [run_dir / "config.json", *(p / ckpt.CONFIG_FILE for p in ckpt.step_checkpoints(run_dir))]:
+    for path in [run_dir / "config.json", *(p / CONFIG for p in step_checkpoints(run_dir))]:
         config = without_conditional_fields(json.loads(path.read_text()))
         del config["version"]
         config["train"]["weight_decay"] = config["train"]["weight_decay"] / config["train"]["lr"]  # PyTorch's meaning
         path.write_text(json.dumps(config))
-    _, old_config, _ = ckpt.load_model(run_dir)  # an old checkpoint loads for sampling too
+    _, old_config, _ = loaded(run_dir)  # an old checkpoint loads for sampling too
     assert old_config.train.weight_decay == pytest.approx(1e-4, rel=1e-12)
     assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0  # 2 epochs of 6
     assert_same_run(uninterrupted, run_dir)
@@ -373,13 +391,13 @@ def test_a_run_written_by_ddim_0_3_resumes_bit_identically(flowers: Path, uninte
     schedule); such a run loads and resumes through the CLI as the Keras example's recipe it was."""
     run_dir = tmp_path / "v03"
     fit(tiny_config(flowers, max_steps=5), run_dir)
-    for folder in [run_dir, *ckpt.step_checkpoints(run_dir)]:
+    for folder in [run_dir, *step_checkpoints(run_dir)]:
         config = json.loads((folder / "config.json").read_text())
         for section, fields in ADDED_IN_VERSION_4.items():
             for name in fields:
                 del config[section][name]
         (folder / "config.json").write_text(json.dumps({**config, "version": 3}))
-    _, old_config, _ = ckpt.load_model(run_dir)
+    _, old_config, _ = loaded(run_dir)
     assert not old_config.data.flip and old_config.train.ema_std is None and old_config.train.lr_schedule == "constant"
     assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0
     assert_same_run(uninterrupted, run_dir)
@@ -410,21 +428,22 @@ def test_a_run_written_by_ddim_0_2_loads_and_resumes_bit_identically(flowers: Pa
     class-conditional fields of version 3. Its checkpoints load (checksum and metadata checks included) and
     resume through the CLI, continuing the same computation."""
     from safetensors import safe_open
-    from ddim.checkpoint import save_file
+
+    from ddim.integrity import write_safetensors as save_file
 
     run_dir = tmp_path / "v02"
     fit(tiny_config(flowers, max_steps=5), run_dir)
-    for folder in [run_dir, *ckpt.step_checkpoints(run_dir)]:
+    for folder in [run_dir, *step_checkpoints(run_dir)]:
         config = without_conditional_fields(json.loads((folder / "config.json").read_text()))
         (folder / "config.json").write_text(json.dumps({**config, "version": 2}))
-        weights = folder / ckpt.WEIGHTS_FILE
+        weights = folder / WEIGHTS
         if weights.is_file():
             with safe_open(str(weights), framework="pt") as handle:
                 metadata = handle.metadata()
             model_config = json.loads(metadata["model_config"])
             del model_config["conditional"], model_config["class_names"]
             save_file(load_file(str(weights)), weights, metadata={**metadata, "model_config": json.dumps(model_config)})
-    model, old_config, _ = ckpt.load_model(run_dir)
+    model, old_config, _ = loaded(run_dir)
     assert not old_config.model.conditional and model.class_names == () and old_config.train.class_dropout == 0.1
     assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0
     assert_same_run(uninterrupted, run_dir)

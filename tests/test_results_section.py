@@ -140,9 +140,10 @@ def test_the_readme_shows_the_numbers_of_docs_results_and_of_the_shipped_model()
 def test_a_published_checkpoint_renders_its_history_and_wall_time(tmp_path: Path) -> None:
     """publish_results.py on a small checkpoint writes the grid, curves, history and results.json that the
     section is rendered from; the wall time counts each epoch's steps at its own rate plus its evaluation."""
+    from test_checkpoint import TINY, trained_looking_model
+
     from ddim.checkpoint import write_checkpoint
     from ddim.config import RunConfig, TrainConfig
-    from test_checkpoint import TINY, trained_looking_model
 
     history = [{"epoch": e, "step": 7 * e, "train_noise_loss": 0.3 / e, "val_noise_loss": 0.6 / e, "val_kid": 2.0 / e,
                 "images_per_second": 14.0 * e, "seconds": 1.0, "eval_seconds": 2.0} for e in (1, 2)]

@@ -11,15 +11,24 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import (
+    CONFIG,
+    STATE,
+    TINY_SYNTHETIC_TRAIN,
+    WEIGHTS,
+    loaded,
+    step_checkpoints,
+    step_dir_name,
+    write_images,
+)
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import TINY_SYNTHETIC_TRAIN, write_images
 from ddim import checkpoint as ckpt
 from ddim.cli import main
 from ddim.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from ddim.files import FolderLock
-from ddim.train import TrainingError, fit
+from ddim.training import TrainingError, fit
 
 TINY = [*TINY_SYNTHETIC_TRAIN, "--no-progress"]
 
@@ -52,7 +61,7 @@ def test_a_second_process_on_the_same_run_folder_is_refused_with_the_holders_pid
 
 
 def test_the_lock_is_held_for_the_whole_run_and_released_after(images: Path, tmp_path: Path) -> None:
-    from ddim.callbacks import Callback
+    from ddim.training.callbacks import Callback
 
     class TryLock(Callback):
         def on_log(self, step: int, metrics: dict) -> None:
@@ -71,43 +80,43 @@ def test_an_unreadable_newest_checkpoint_is_set_aside_said_and_never_costs_the_r
     run_dir = tmp_path / "run"
     assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "4",
                  "--checkpoint-every", "1", "--keep-checkpoints", "2"]) == 0
-    newest = ckpt.step_checkpoints(run_dir)[-1]
-    assert newest.name == ckpt.step_dir_name(4)
-    (newest / ckpt.WEIGHTS_FILE).write_bytes(b"damaged")  # e.g. a disk error after the write
+    newest = step_checkpoints(run_dir)[-1]
+    assert newest.name == step_dir_name(4)
+    (newest / WEIGHTS).write_bytes(b"damaged")  # e.g. a disk error after the write
     capsys.readouterr()
     # keep 2: the unreadable step 4 must not count, or the readable step 3 would be pruned too early
     assert main(["train", "--resume", str(run_dir), "--max-steps", "5", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "checkpoint step_000000004 is unreadable" in err and "resumed from the one before" in err
-    assert [p.name for p in ckpt.step_checkpoints(run_dir)] == [ckpt.step_dir_name(4), ckpt.step_dir_name(5)]
-    assert (run_dir / ckpt.CHECKPOINTS_DIR / "unreadable-step_000000004").is_dir()  # kept for inspection
-    for folder in ckpt.step_checkpoints(run_dir):
-        ckpt.load_model(folder)  # every kept checkpoint is readable
-    (ckpt.step_checkpoints(run_dir)[-1] / ckpt.WEIGHTS_FILE).write_bytes(b"damaged again")  # a second failure
+    assert [p.name for p in step_checkpoints(run_dir)] == [step_dir_name(4), step_dir_name(5)]
+    assert (run_dir / "checkpoints" / "unreadable-step_000000004").is_dir()  # kept for inspection
+    for folder in step_checkpoints(run_dir):
+        loaded(folder)  # every kept checkpoint is readable
+    (step_checkpoints(run_dir)[-1] / WEIGHTS).write_bytes(b"damaged again")  # a second failure
     assert main(["train", "--resume", str(run_dir), "--max-steps", "6", "--no-progress"]) == 0
-    assert (run_dir / ckpt.CHECKPOINTS_DIR / "unreadable-step_000000005").is_dir()
+    assert (run_dir / "checkpoints" / "unreadable-step_000000005").is_dir()
 
 
 def test_a_checkpoint_config_that_disagrees_with_its_weights_is_refused(images: Path, tmp_path: Path) -> None:
     fit(config(images, max_steps=1), tmp_path / "run")
-    folder = ckpt.step_checkpoints(tmp_path / "run")[-1]
-    original = (folder / ckpt.CONFIG_FILE).read_text()
+    folder = step_checkpoints(tmp_path / "run")[-1]
+    original = (folder / CONFIG).read_text()
     for change, message in [(lambda c: c["model"].pop("prediction"), "model.prediction"),
                             (lambda c: c["model"].update(image_size=32), "model.image_size is 32 there, 16 when"),
                             (lambda c: c["model"].update(prediction="velocity"), "model.prediction is 'velocity'"),
                             (lambda c: c["train"].pop("lr"), "train.lr: is missing")]:
         edited = json.loads(original)
         change(edited)
-        (folder / ckpt.CONFIG_FILE).write_text(json.dumps(edited))
+        (folder / CONFIG).write_text(json.dumps(edited))
         with pytest.raises(ckpt.CheckpointError, match=message):
-            ckpt.load_model(folder)
+            loaded(folder)
 
 
 def test_non_finite_or_damaged_weights_are_refused_at_load_and_never_saved(images: Path, tmp_path: Path,
                                                                           capsys) -> None:
     fit(config(images, max_steps=1), tmp_path / "run")
-    folder = ckpt.step_checkpoints(tmp_path / "run")[-1]
-    weights = folder / ckpt.WEIGHTS_FILE
+    folder = step_checkpoints(tmp_path / "run")[-1]
+    weights = folder / WEIGHTS
     with safe_open(str(weights), framework="pt") as handle:
         metadata = handle.metadata()
     tensors = load_file(str(weights))
@@ -153,8 +162,8 @@ def test_a_training_state_of_another_model_is_refused_before_the_optimiser_sees_
     wider = RunConfig(model=ModelConfig(image_size=16, widths=(8, 32), block_depth=1), data=wider.data,
                       train=wider.train)
     fit(wider, tmp_path / "b")
-    target = ckpt.step_checkpoints(tmp_path / "a")[-1] / ckpt.STATE_FILE
-    shutil.copyfile(ckpt.step_checkpoints(tmp_path / "b")[-1] / ckpt.STATE_FILE, target)
+    target = step_checkpoints(tmp_path / "a")[-1] / STATE
+    shutil.copyfile(step_checkpoints(tmp_path / "b")[-1] / STATE, target)
     with pytest.raises(TrainingError, match="optimiser state .* does not have this model's shape"):
         fit(config(images, max_steps=2), tmp_path / "a", resume=True)
     torch.save({"step": 1}, target)  # missing entries
@@ -211,7 +220,7 @@ def test_a_full_disk_stops_training_with_one_message_and_the_run_resumes_elsewhe
     for epoch in (1, 2, 3):
         assert (elsewhere / "samples" / f"epoch_{epoch:04d}.png").is_file()
     assert (elsewhere / "history.csv").read_text().count("\n") == 4  # header + 3 epochs
-    a, b = (load_file(str(ckpt.step_checkpoints(r)[-1] / ckpt.WEIGHTS_FILE)) for r in (straight, elsewhere))
+    a, b = (load_file(str(step_checkpoints(r)[-1] / WEIGHTS)) for r in (straight, elsewhere))
     assert all(torch.equal(a[name], b[name]) for name in a)  # the same run as without the full disk
 
 

@@ -1,13 +1,36 @@
 """ddim: train denoising diffusion implicit models on real images and generate new ones.
 
-The Python API (the commands' own code): ``ddim.load``, ``ddim.generate``, ``ddim.interpolate``, ``ddim.fit``, ``ddim.evaluate``,
-``ddim.save_grid``; configuration: ``ddim.RunConfig`` and ``ddim.config_with``.
+The Python API (the commands' own code): ``ddim.load``, ``ddim.generate``, ``ddim.interpolate``, ``ddim.fit``,
+``ddim.evaluate``, ``ddim.save_grid``; configuration: ``ddim.RunConfig`` and ``ddim.config_with``.
+
+The API's names are imported on first use (they import PyTorch), so that ``ddim --help`` and ``ddim --version``,
+which import this package first, answer without loading PyTorch; a name not in the API is an AttributeError.
 """
 
-__version__ = "0.3.0"
+from __future__ import annotations
 
-from .api import config_with, evaluate, fit, generate, interpolate, load  # noqa: E402
-from .config import RunConfig  # noqa: E402
-from .reports import save_grid  # noqa: E402
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-__all__ = ["__version__", "load", "generate", "interpolate", "fit", "evaluate", "config_with", "RunConfig", "save_grid"]
+try:
+    __version__ = version("ddim")  # pyproject.toml's, as installed
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "unknown (not installed)"
+
+#: The API's names and the module each lives in.
+_API = {"load": "api", "generate": "api", "interpolate": "api", "fit": "api", "evaluate": "api",
+        "config_with": "api", "RunConfig": "config", "save_grid": "reports"}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'ddim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

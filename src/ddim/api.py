@@ -14,22 +14,27 @@ from typing import Any, Sequence
 
 import torch
 
-from .callbacks import Callback, default_callbacks
-from .classes import ClassError, ClassRequest, labels_for
-from .checkpoint import TrainState, load_model
-from .config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from .checkpoint import TrainState
+from .classes import ClassRequest, labels_for
+from .config import SECTIONS, RunConfig
+from .data import run_splits
+from .evaluation import EvaluationSettings, evaluate as evaluate_model
+from .export import BUILTIN_NAME
+from .interpolation import interpolate as interpolate_noises
+from .loading import load_model
+from .metrics.inception import load_inception
 from .model import DiffusionModel, generate_images
-from .speed import resolve_device, resolve_speed
+from .runtime import resolve_device, resolve_runtime
+from .training import Callback, default_callbacks, fit as train_fit
 
 __all__ = ["load", "generate", "interpolate", "fit", "evaluate"]
 
 
-def load(path: str | Path = "pretrained", device: str = "cpu") -> DiffusionModel:
+def load(path: str | Path = BUILTIN_NAME, device: str = "cpu") -> DiffusionModel:
     """A model from a run folder (its latest checkpoint), a checkpoint folder or file, an exported file, or
-    ``"pretrained"`` (the built-in Flowers 102 model); its :class:`RunConfig` is ``model.run_config``."""
-    model, config, source = load_model(path, device=resolve_device(device))
-    model.run_config, model.source = config, source
-    return model
+    ``"pretrained"`` (the built-in Flowers 102 model); where it came from is ``model.origin`` and its
+    :class:`RunConfig` ``model.run_config``."""
+    return load_model(path, device=resolve_device(device))
 
 
 def generate(model: DiffusionModel, num: int = 16, *, steps: int = 20, sampler: str = "ddim", seed: int = 0,
@@ -39,39 +44,32 @@ def generate(model: DiffusionModel, num: int = 16, *, steps: int = 20, sampler: 
 
     ``sampler``: ddim (``eta=`` for stochastic DDIM), ddpm, dpmpp-2m or heun, as ``ddim sample --sampler``.
     A conditional model draws ``classes`` (one name or index for every image, or one per image; names
-    case-insensitive) with classifier-free ``guidance`` (0: unconditional, 1: conditional, >1: stronger).
+    case-insensitive; none: the classes in turn) with classifier-free ``guidance`` (0: unconditional, 1:
+    conditional, >1: stronger).
     """
     device = next(model.parameters()).device
-    labels = _labels(model, classes, num, guidance)
+    labels = labels_for(model.class_names, classes, num, _source(model))
     return generate_images(model, seed=seed, indices=range(num), steps=steps, batch_size=batch_size,
-                           sampler=sampler, device=device, speed=resolve_speed(device), labels=labels,
+                           sampler=sampler, device=device, runtime=resolve_runtime(device), labels=labels,
                            guidance=guidance, **sampler_options)
 
 
-def _labels(model: DiffusionModel, classes: ClassRequest | Sequence[ClassRequest] | None, count: int,
-            guidance: float) -> list[int] | None:
-    """One class per image; None for an unconditional model, or for a conditional one at guidance 0 (its network
-    then takes "no class")."""
-    source = f"model {getattr(model, 'source', None) or ''}".strip()
-    labels = labels_for(model.class_names, classes, count, source)
-    if labels is None and model.class_names and guidance != 0:
-        raise ClassError(f"{source} is conditional: pass classes=... (a name or index), or guidance=0 for any class")
-    return labels
+def _source(model: DiffusionModel) -> str:
+    """How messages name the model: where it was loaded from, if it was."""
+    return model.origin.describe() if model.origin is not None else "this model"
 
 
 def interpolate(model: DiffusionModel, *, seed: int = 0, start: int = 0, end: int = 1, frames: int = 9,
                 steps: int = 20, classes: ClassRequest | None = None, guidance: float = 1.0) -> torch.Tensor:
     """``frames`` images (frames, 3, S, S) in [0, 1] on the CPU along the spherical path between the starting
     noises of images ``start`` and ``end`` of ``seed`` (deterministic DDIM), as ``ddim interpolate`` draws them;
-    a conditional model draws class ``classes`` with ``guidance``."""
-    from .interpolation import interpolate as interpolate_noises
-
+    a conditional model draws class ``classes`` (none: image ``start``'s class in turn) with ``guidance``."""
     if frames < 2:
         raise ValueError(f"frames must be at least 2, got {frames}")
-    labels = _labels(model, classes, 1, guidance)
+    labels = labels_for(model.class_names, classes, start + 1, _source(model))
     device = next(model.parameters()).device
     return interpolate_noises(model, seed=seed, start_index=start, end_index=end, frames=frames, steps=steps,
-                              device=device, speed=resolve_speed(device), label=None if labels is None else labels[0],
+                              device=device, runtime=resolve_runtime(device), label=None if labels is None else labels[-1],
                               guidance=guidance)
 
 
@@ -79,11 +77,10 @@ def config_with(base: RunConfig | None = None, **values: Any) -> RunConfig:
     """``base`` (or the defaults) with fields replaced by name, in whichever section holds them:
     ``config_with(epochs=1, data="flowers102", widths=(16, 32))`` (``data`` is the data folder)."""
     base = base or RunConfig()
-    sections = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
-    changes: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    changes: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in values.items():
         key = "path" if key == "data" else key
-        owner = [name for name, cls in sections.items() if key in {f.name for f in dataclasses.fields(cls)}]
+        owner = [name for name, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
         if not owner:
             raise TypeError(f"{key!r} is not a configuration field")
         changes[owner[0]][key] = value
@@ -95,8 +92,6 @@ def fit(run_dir: str | Path, config: RunConfig | None = None, *, resume: bool = 
         tensorboard: bool = True, callbacks: Sequence[Callback] = (), **values: Any) -> tuple[DiffusionModel, TrainState]:
     """Train (or resume) a run with the artefacts of ``ddim train``: grids, history, plots, TensorBoard,
     checkpoints. ``values`` override fields of ``config``, e.g. ``fit("runs/a", data="flowers102", epochs=5)``."""
-    from .train import fit as train_fit
-
     config = config_with(config, **values)
     return train_fit(config, Path(run_dir), resume=resume,
                      callbacks=[*default_callbacks(progress=progress, tensorboard=tensorboard), *callbacks])
@@ -109,14 +104,9 @@ def evaluate(model: DiffusionModel, data: str | Path | None = None, *, num: int 
 
     ``data``: the real images (default: the data the model was trained on, same split).
     """
-    from .data import run_splits
-    from .evaluation import EvaluationSettings, evaluate as evaluate_model
-    from .metrics.inception import load_inception
-
     device = next(model.parameters()).device
-    run_config = getattr(model, "run_config", None) or RunConfig(model=model.config)
-    splits = run_splits(run_config, data=None if data is None else str(data))
+    splits = run_splits(model.run_config, data=None if data is None else str(data))
     settings = EvaluationSettings(num=num, steps=steps, seed=seed, sampler=sampler, sampler_options=sampler_options,
                                   kid_size=kid_size, reference=reference)
     extractor = load_inception(inception_weights, kid_size, device)
-    return evaluate_model(model, splits, extractor, settings, speed=resolve_speed(device))
+    return evaluate_model(model, splits, extractor, settings, runtime=resolve_runtime(device))

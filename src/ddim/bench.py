@@ -7,6 +7,7 @@ median round is reported. FLOPs come from PyTorch's own counter (``torch.utils.f
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import ModelConfig, RunConfig, TrainConfig
 from .model import DiffusionModel
 from .samplers import ddim
-from .speed import Speed
-from .training_step import TrainStep, build_optimizer
+from .runtime import Runtime
+from .training.step import TrainStep, build_optimizer
 
 
 def network_flops(config: ModelConfig, device: torch.device | str = "cpu") -> tuple[float, float]:
@@ -50,31 +51,31 @@ class Workload:
     images: int
 
 
-def training_workload(config: RunConfig, speed: Speed, batch_size: int, seed: int = 0) -> Workload:
-    """One optimiser step of the Keras example's training step at ``speed``."""
+def training_workload(config: RunConfig, runtime: Runtime, batch_size: int, seed: int = 0) -> Workload:
+    """One optimiser step of the Keras example's training step at ``runtime``."""
     torch.manual_seed(seed)
     model = DiffusionModel(config.model)
     model.normalizer.mean.fill_(0.5)
     model.normalizer.variance.fill_(0.08)
-    model.to(device=speed.device, memory_format=speed.memory_format())
-    step = TrainStep(model, build_optimizer(model, config, speed), config, speed)
+    model.to(device=runtime.device, memory_format=runtime.memory_format())
+    step = TrainStep(model, build_optimizer(model, config, runtime), config, runtime)
     size = config.model.image_size
-    images = torch.rand(batch_size, 3, size, size, device=speed.device,
-                        generator=torch.Generator(speed.device).manual_seed(seed))
-    generator = torch.Generator(speed.device).manual_seed(seed)
+    images = torch.rand(batch_size, 3, size, size, device=runtime.device,
+                        generator=torch.Generator(runtime.device).manual_seed(seed))
+    generator = torch.Generator(runtime.device).manual_seed(seed)
     return Workload("train", lambda: step(images, generator), batch_size)
 
 
-def sampling_workload(config: RunConfig, speed: Speed, batch_size: int, steps: int, seed: int = 0) -> Workload:
-    """One batch of ``steps``-step deterministic DDIM with the EMA network at ``speed``."""
+def sampling_workload(config: RunConfig, runtime: Runtime, batch_size: int, steps: int, seed: int = 0) -> Workload:
+    """One batch of ``steps``-step deterministic DDIM with the EMA network at ``runtime``."""
     torch.manual_seed(seed)
     model = DiffusionModel(config.model)
     torch.nn.init.normal_(model.ema_network.output_conv.weight, std=0.02)  # a non-trivial output
-    model.to(device=speed.device, memory_format=speed.memory_format())
+    model.to(device=runtime.device, memory_format=runtime.memory_format())
     size = config.model.image_size
-    latents = torch.randn(batch_size, 3, size, size, device=speed.device,
-                          generator=torch.Generator(speed.device).manual_seed(seed))
-    denoiser = model.denoiser(ema=True, speed=speed)
+    latents = torch.randn(batch_size, 3, size, size, device=runtime.device,
+                          generator=torch.Generator(runtime.device).manual_seed(seed))
+    denoiser = model.denoiser(ema=True, runtime=runtime)
 
     @torch.no_grad()
     def run() -> torch.Tensor:
@@ -102,13 +103,13 @@ def time_rounds(workloads: list[Workload], device: torch.device, *, warmup: int,
     return [statistics.median(values) for values in per_round]
 
 
-def run_benchmark(model_config: ModelConfig, optimised: Speed, *, batch_size: int = 64,
+def run_benchmark(model_config: ModelConfig, optimised: Runtime, *, batch_size: int = 64,
                   sample_batch_size: int = 256, sample_steps: int = 20, warmup: int = 2, iterations: int = 3,
                   rounds: int = 3, sampling: bool = True) -> dict[str, Any]:
     """Measure eager fp32 vs ``optimised`` for training and sampling; returns rows and context."""
     device = optimised.device
     config = RunConfig(model=model_config, train=TrainConfig(batch_size=batch_size))
-    baseline = Speed.baseline(device)
+    baseline = Runtime.baseline(device)
     forward_flops, training_flops = network_flops(model_config)
     rows = []
     train_rates = time_rounds([training_workload(config, baseline, batch_size),
@@ -137,7 +138,6 @@ def device_name(device: torch.device) -> str:
     """The card's name, or the CPU's with its thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
 
     name = platform.processor() or platform.machine()
     try:

@@ -51,9 +51,13 @@ def resolve_classes(class_names: Sequence[str], requests: Sequence[ClassRequest]
 
 def labels_for(class_names: Sequence[str], classes: Sequence[ClassRequest] | ClassRequest | None, count: int,
                source: object = "this model") -> list[int] | None:
-    """One label per image: ``classes`` is one class for all ``count`` images, or one per image; None stays None."""
+    """One label per image: ``classes`` is one class for all ``count`` images, or one per image.
+
+    The one policy for a conditional model asked for no class (``ddim sample``, ``ddim interpolate``, the demo and
+    the API alike): the classes in turn, image k of class k mod C. An unconditional model takes no class (None).
+    """
     if classes is None:
-        return None
+        return [index % len(class_names) for index in range(count)] if class_names else None
     indices = resolve_classes(class_names, classes, source)
     if len(indices) == 1:
         return indices * count

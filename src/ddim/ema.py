@@ -63,6 +63,10 @@ def ema_decay(decay: float, step: int, warmup: bool, relative_std: float | None 
     return min(decay, (1 + step) / (10 + step)) if warmup else decay
 
 
+#: An EMA that still holds this share of its initial weights draws noise: about 3 / (1 - decay) steps forget it.
+YOUNG_SHARE = 0.05
+
+
 def initial_share(decay: float, steps: int, warmup: bool, relative_std: float | None = None) -> float:
     """How much of the EMA is still its initial copy after ``steps`` updates: decay**steps (with the warm-up
     the product of its decays, which is negligible after a few steps; with the power function exactly 0)."""

@@ -1,4 +1,4 @@
-"""Exported models: one compact safetensors file for sampling (the built-in model is one).
+"""Exported models: one compact safetensors file for sampling (the built-in models are such files).
 
 An exported file holds the EMA network (``network.*``, fp16 by default) and the normaliser
 (``normalizer.*``, fp32), with metadata: ``format = ddim-export``, the run's ``config`` (JSON),
@@ -15,22 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 
-from .checkpoint import non_finite, save_file, tensors_sha256
 from .config import ConfigError, RunConfig
 from .files import atomic_path
+from .integrity import CheckpointError, check_tensors, non_finite, read_metadata, read_safetensors, tensors_sha256
+from .integrity import write_safetensors
 from .model import DiffusionModel
 
 FORMAT = "ddim-export"
 FORMAT_VERSION = "1"
-BUILTIN_NAME = "pretrained"
-BUILTIN_FILE = Path(__file__).resolve().parent / "pretrained" / "flowers102-64px.safetensors"
+PRETRAINED_FOLDER = Path(__file__).resolve().parent / "pretrained"
+#: The built-in models, by the name ``--checkpoint`` and :func:`ddim.load` take.
+BUILTIN_MODELS = {"pretrained": PRETRAINED_FOLDER / "flowers102-64px.safetensors"}
+BUILTIN_NAME = "pretrained"  #: the default built-in model (the demo's)
+BUILTIN_FILE = BUILTIN_MODELS[BUILTIN_NAME]
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}
 
 
-class ExportError(RuntimeError):
+class ExportError(CheckpointError):
     """An exported model that cannot be written or read (missing, damaged, foreign, non-finite)."""
 
 
@@ -70,24 +72,16 @@ def export_model(model: DiffusionModel, config: RunConfig, out: Path, *, dtype: 
                 "dtype": dtype, "sha256": tensors_sha256(tensors),
                 **{key: str(value) for key, value in (info or {}).items()}}
     with atomic_path(out) as temporary:
-        save_file(tensors, temporary, metadata=metadata)
+        write_safetensors(tensors, temporary, metadata=metadata)
     return Path(out)
 
 
 def is_exported(path: Path) -> bool:
     """Whether ``path`` is a file written by :func:`export_model`."""
-    return read_metadata(path, quiet=True).get("format") == FORMAT
-
-
-def read_metadata(path: Path, quiet: bool = False) -> dict[str, str]:
-    """The metadata of a safetensors file ({} for something else when ``quiet``)."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            return handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as error:
-        if quiet:
-            return {}
-        raise ExportError(f"cannot read {path} (truncated or not a safetensors file): {error}") from error
+        return Path(path).is_file() and read_metadata(path).get("format") == FORMAT
+    except CheckpointError:
+        return False
 
 
 def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[DiffusionModel, RunConfig, dict[str, str]]:
@@ -102,14 +96,8 @@ def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[Diffu
         config = RunConfig.from_dict(json.loads(metadata["config"]), complete=True)
     except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as error:
         raise ExportError(f"{path}: its metadata holds no valid ddim configuration ({error})") from error
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ExportError(f"cannot read {path} (truncated or damaged): {error}") from error
-    if tensors_sha256(tensors) != metadata.get("sha256"):
-        raise ExportError(f"{path} is damaged: its weights do not match the sha256 in its metadata")
-    if non_finite(tensors) is not None:
-        raise ExportError(f"{path} holds NaN or infinite weights ({non_finite(tensors)})")
+    tensors, _ = read_safetensors(path)
+    check_tensors(path, tensors, metadata)
     model = DiffusionModel(config.model)
     network = {name.removeprefix("network."): t.float() if t.is_floating_point() else t
                for name, t in tensors.items() if name.startswith("network.")}
@@ -124,8 +112,9 @@ def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[Diffu
     return model.eval().to(device), config, metadata
 
 
-def builtin_model_path() -> Path:
-    """The built-in model's file inside the package (an :class:`ExportError` if this install lacks it)."""
-    if not BUILTIN_FILE.is_file():
-        raise ExportError(f"this ddim install has no built-in model ({BUILTIN_FILE} is missing)")
-    return BUILTIN_FILE
+def builtin_model_path(name: str = BUILTIN_NAME) -> Path:
+    """A built-in model's file inside the package (an :class:`ExportError` if this install lacks it)."""
+    path = BUILTIN_MODELS[name]
+    if not path.is_file():
+        raise ExportError(f"this ddim install has no built-in model {name!r} ({path} is missing)")
+    return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -81,8 +82,6 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         """Take the lock or raise :class:`FolderLocked` naming the holder's pid."""
-        import fcntl
-
         handle = open(self.path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

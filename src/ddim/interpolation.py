@@ -6,7 +6,7 @@ import torch
 
 from .model import DiffusionModel
 from .samplers import initial_noise
-from .speed import Speed
+from .runtime import Runtime
 
 
 def slerp(start: torch.Tensor, end: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,7 @@ def slerp(start: torch.Tensor, end: torch.Tensor, fractions: torch.Tensor) -> to
 
 @torch.no_grad()
 def interpolate(model: DiffusionModel, *, seed: int, start_index: int, end_index: int, frames: int, steps: int,
-                device: torch.device | str = "cpu", speed: Speed | None = None, label: int | None = None,
+                device: torch.device | str = "cpu", runtime: Runtime | None = None, label: int | None = None,
                 guidance: float = 1.0) -> torch.Tensor:
     """[0, 1] images (frames, 3, S, S) from noises slerped between image ``start_index`` and ``end_index`` of ``seed``
     (of class ``label`` with ``guidance``, for a conditional model)."""
@@ -36,5 +36,5 @@ def interpolate(model: DiffusionModel, *, seed: int, start_index: int, end_index
     latents, _ = initial_noise(seed, [start_index, end_index], (3, size, size), device)
     path = slerp(latents[0], latents[1], torch.linspace(0, 1, frames))
     labels = None if label is None else [label] * frames
-    return model.generate(path.to(device), steps=steps, sampler="ddim", speed=speed, labels=labels,
+    return model.generate(path.to(device), steps=steps, sampler="ddim", runtime=runtime, labels=labels,
                           guidance=guidance).float().cpu()

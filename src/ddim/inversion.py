@@ -8,14 +8,14 @@ import torch
 
 from .model import DiffusionModel
 from .samplers import ddim, ddim_invert
-from .speed import Speed
+from .runtime import Runtime
 
 
 @torch.no_grad()
 def invert_and_reconstruct(model: DiffusionModel, images: torch.Tensor, steps: int,
-                           speed: Speed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                           runtime: Runtime | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """[0, 1] images -> (latents, [0, 1] reconstructions) with ``steps`` DDIM steps each way (EMA network)."""
-    denoiser = model.denoiser(ema=True, speed=speed)
+    denoiser = model.denoiser(ema=True, runtime=runtime)
     normalized = model.normalizer.normalize(images)
     latents = ddim_invert(denoiser, normalized, steps=steps, schedule=model.schedule)
     reconstructions = ddim(denoiser, latents, steps=steps, schedule=model.schedule)

@@ -228,3 +228,17 @@ def steps_for_evaluations(sampler: str, evaluations: int) -> int:
 
 #: name -> sampler; all share the signature ``(denoiser, initial_noise, *, steps, schedule, noise, callback)``.
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddim": ddim, "ddpm": ddpm, "dpmpp-2m": dpmpp_2m, "heun": heun}
+
+
+class SamplerOptionError(ValueError):
+    """A sampler that does not exist, or an option the sampler does not take."""
+
+
+def sampler_keywords(sampler: str, eta: float = 0.0) -> dict[str, float]:
+    """The keyword options of ``sampler`` (for :data:`SAMPLERS`): DDIM's stochasticity ``eta``, which only ddim
+    takes (every command, the API and the demo ask here)."""
+    if sampler not in SAMPLERS:
+        raise SamplerOptionError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if eta and sampler != "ddim":
+        raise SamplerOptionError(f"eta applies to the ddim sampler only, not {sampler}")
+    return {"eta": eta} if eta else {}

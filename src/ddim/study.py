@@ -5,21 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 
 from .data import ImageSplits
-from .files import atomic_path
-from .reports import kid_label, line_style, save_figure, set_titles
 from .evaluation import (Progress, conditioning_labels, feature_metrics, generated_features, reference_features,
                          reference_splits)
+from .files import atomic_path
+from .integrity import tensors_sha256
 from .metrics.inception import InceptionFeatures
 from .model import DiffusionModel
+from .runtime import Runtime
 from .samplers import network_evaluations, steps_for_evaluations
-from .speed import Speed
 
 
 #: study.csv's leading columns, in this order; other keys of the rows follow.
@@ -35,7 +33,7 @@ def sampler_label(name: str, options: dict[str, Any]) -> str:
 def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFeatures, *,
               samplers: Sequence[tuple[str, dict[str, Any]]], evaluations: Sequence[int], num: int | None = None,
               seed: int = 0, reference: str = "validation", subsets: int = 50, subset_size: int = 1000,
-              batch_size: int = 256, kid_batch_size: int = 64, speed: Speed | None = None,
+              batch_size: int = 256, kid_batch_size: int = 64, runtime: Runtime | None = None,
               progress: Progress | None = None, report: Callable[[str], None] | None = None,
               checkpoint: str | Path = "", label: int | None = None, guidance: float = 1.0,
               earlier: Sequence[dict[str, Any]] = (),
@@ -68,7 +66,7 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
         started = time.perf_counter()
         update = progress(f"{label_text}, {spent} evaluations", count) if progress else None
         generated = generated_features(model, extractor, num=count, steps=steps, seed=seed, sampler=name,
-                                       sampler_options=options, batch_size=batch_size, speed=speed,
+                                       sampler_options=options, batch_size=batch_size, runtime=runtime,
                                        progress=update, labels=labels, guidance=guidance,
                                        partial_dir=partial_dir, report=report)
         metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
@@ -97,16 +95,14 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
 
 
 def study_protocol(model: DiffusionModel, splits: ImageSplits, *, num: int | None, seed: int, reference: str,
-                   kid_size: int, subsets: int, subset_size: int, speed: str, label: str | None = None,
+                   kid_size: int, subsets: int, subset_size: int, runtime: str, label: str | None = None,
                    guidance: float | None = None) -> dict[str, Any]:
     """What makes two studies' points comparable: the same weights (their sha256), real images (the data
     fingerprint), sample count, seed, reference set, Inception size, KID subsets, numeric settings and, for a
     conditional model, class and guidance. The batch size is left out: it does not change the images."""
-    from .checkpoint import tensors_sha256
-
     protocol = {"weights_sha256": tensors_sha256(model.state_dict()), "data_fingerprint": splits.fingerprint,
                 "num": num, "seed": seed, "reference": reference, "kid_size": kid_size, "subsets": subsets,
-                "subset_size": subset_size, "speed": speed}
+                "subset_size": subset_size, "speed": runtime}
     if label is not None:
         protocol.update({"class": label, "guidance": guidance})
     return protocol
@@ -145,83 +141,3 @@ def write_study(rows: Sequence[dict[str, Any]], path: Path, checkpoint: str | Pa
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-
-
-def study_subtitle(rows: Sequence[dict[str, Any]]) -> str:
-    """The measuring protocol the rows share: ``75 px Inception, N = 500 generated vs 1638 validation images, ...``."""
-    first = rows[0] if rows else {}
-    parts = [f"{first['kid_size']} px Inception" if first.get("kid_size") else ""]
-    if first.get("num"):
-        real = f" vs {first['num_real']} {first.get('reference', 'real')} images" if first.get("num_real") else ""
-        parts.append(f"N = {first['num']} generated{real}")
-    if first.get("subsets"):
-        parts.append(f"KID over {first['subsets']} subsets of {first['subset_size']}")
-    parts.append(f"seed {first['seed']}" if "seed" in first else "")
-    return ", ".join(part for part in parts if part)
-
-
-def plot_study(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None = None,
-               subtitle: str | None = None) -> Path:
-    """KID (with its subset standard deviation) and FID against network evaluations, one line per sampler.
-
-    ``title`` defaults to the rows' checkpoint, ``subtitle`` to their protocol (:func:`study_subtitle`).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
-    first = rows[0] if rows else {}
-    figure, (kid_axis, fid_axis) = plt.subplots(1, 2, figsize=(11, 4.6))
-    for index, label in enumerate(dict.fromkeys(row["sampler"] for row in rows)):
-        points = sorted((r for r in rows if r["sampler"] == label), key=lambda r: r["evaluations"])
-        x = np.array([r["evaluations"] for r in points], dtype=float)
-        kid = np.array([r["kid"] for r in points], dtype=float)
-        std = np.array([r.get("kid_std", 0.0) for r in points], dtype=float)
-        style = line_style(index)
-        line, = kid_axis.plot(x, kid, label=label, **style)
-        kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
-        fid_axis.plot(x, [r["fid"] for r in points], label=label, color=line.get_color(), **style)
-    evaluations = sorted({float(r["evaluations"]) for r in rows}) or [1.0]
-    ticks = evaluation_ticks([r["evaluations"] for r in rows]) or [1.0]
-    for axis, name, key in ((kid_axis, "KID", "kid"), (fid_axis, "FID", "fid")):
-        axis.set_xscale("log")
-        axis.set_xlim(evaluations[0] / 1.3, evaluations[-1] * 1.3)
-        axis.xaxis.set_major_locator(FixedLocator(ticks))  # the measured counts, as many as stay readable
-        axis.xaxis.set_minor_locator(NullLocator())
-        axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        readable_value_scale(axis, [r[key] for r in rows])
-        axis.set_xlabel("network evaluations per image")
-        axis.set_ylabel(kid_label(first.get("kid_size"), first.get("num"), name))
-        axis.set_title(f"{name} (lower is better)")
-        axis.tick_params(labelleft=True, labelbottom=True)
-        axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
-    set_titles(figure, title or (f"sample quality of {first['checkpoint']}" if first.get("checkpoint")
-                                 else "sample quality against network evaluations"), subtitle or study_subtitle(rows))
-    return save_figure(figure, path, top=0.88)
-
-
-def evaluation_ticks(evaluations: Sequence[int], *, min_ratio: float = 1.25) -> list[float]:
-    """The evaluation counts to label on a log axis: every measured count, except one closer than ``min_ratio``
-    to a count measured by more points (heun's 9 next to everyone's 10), whose labels would overlap."""
-    counts = Counter(int(e) for e in evaluations)
-    chosen: list[int] = []
-    for value in sorted(counts, key=lambda e: (-counts[e], -e)):
-        if all(max(value, other) / min(value, other) >= min_ratio for other in chosen):
-            chosen.append(value)
-    return [float(value) for value in sorted(chosen)]
-
-
-def readable_value_scale(axis: Any, values: Sequence[float]) -> None:
-    """A log y axis labelled 1-2-5 where the values are positive and span a decade or more, else linear (so
-    every panel has labelled ticks)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    finite = [float(v) for v in values if np.isfinite(v)]
-    if finite and min(finite) > 0 and max(finite) >= 10 * min(finite):
-        axis.set_yscale("log")
-        axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        axis.yaxis.set_minor_formatter(NullFormatter())

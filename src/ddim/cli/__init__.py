@@ -1,35 +1,58 @@
-"""The ``ddim`` command: train, sample, evaluate, bench, interpolate, invert, study, export (``ddim CMD --help``)."""
+"""The ``ddim`` command: one module per subcommand (``ddim COMMAND --help``).
+
+Only the module of the command being run is imported (it imports PyTorch), so ``ddim``, ``ddim --help`` and
+``ddim --version`` answer at once, without loading PyTorch.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+import warnings
 from typing import Sequence
 
-from . import bench, demo, evaluate, export, interpolate, invert, recipes, sample, study, train
+from .. import __version__
 
-COMMANDS = (train, recipes, sample, evaluate, bench, interpolate, invert, study, export, demo)
+#: Every command and its one-line help, in the order ``ddim --help`` lists them; each is the module of that name.
+COMMANDS = {
+    "train": "train a model (the Keras example's recipe by default)",
+    "recipes": "list the named training recipes and every value each changes",
+    "sample": "generate images from a checkpoint",
+    "evaluate": "KID and FID of a checkpoint against real images",
+    "bench": "training and sampling speed: eager fp32 port vs optimised",
+    "interpolate": "images along a spherical path between two noises",
+    "invert": "invert real images to noise and back; error against steps",
+    "study": "KID and FID against network evaluations for each sampler",
+    "export": "write a checkpoint's EMA network as one compact file",
+    "demo": "a local web page: grids, interpolation, the checkpoint's card",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    from .. import __version__
-
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; the full parsers of ``commands`` (default: all), the others' names and help only."""
     parser = argparse.ArgumentParser(prog="ddim", description="Train denoising diffusion implicit models and "
                                      "generate images (a PyTorch port of the Keras DDIM example).",
                                      epilog="Run 'ddim COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"ddim {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
-    for command in COMMANDS:
-        command.add_parser(commands)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, help_text in COMMANDS.items():
+        if commands is None or name in commands:
+            importlib.import_module(f"{__name__}.{name}").add_parser(subparsers, help_text)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not an option), if it is one."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def _plain_data_warnings(command: str) -> None:
     """Show a DataWarning (e.g. upscaled images) as one ``ddim CMD: warning: ...`` line, not Python's format."""
-    import warnings
-
-    from ..data import DataWarning
+    from ..data import DataWarning  # with the command: it needs the data package anyway
 
     python_format = getattr(warnings.formatwarning, "python_format", warnings.formatwarning)
 
@@ -44,38 +67,18 @@ def _plain_data_warnings(command: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ddim`` command; returns the exit status."""
-    from ..checkpoint import CheckpointError
-    from ..classes import ClassError
-    from ..data import DataError
-    from ..data.dataset import default_cache_dir
-    from ..files import WriteError
-    from ..metrics.inception import InceptionError
-    from ..speed import DeviceError, use_compile_cache
-    from ..training_run import TrainingError, TrainingInterrupted
-
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     if args.command is None:  # bare ``ddim``: the list of commands, on standard output
         parser.print_help(sys.stdout)
         return 0
-    import warnings
+    from .errors import run_command  # the command's own errors, reported in one line (imports PyTorch)
 
     previous_format = warnings.formatwarning  # restored on return: main() may be called in-process (tests, scripts)
     _plain_data_warnings(args.command)
-    use_compile_cache(default_cache_dir())  # process-wide: torch.compile's caches in ddim's cache folder
     try:
-        return args.run(args.parser, args)
-    except ClassError as error:  # a class the model does not know: a usage error, like a bad option value
-        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except TrainingInterrupted as stop:
-        print(f"ddim {args.command}: {stop}", file=sys.stderr)
-        return stop.exit_code
-    except (DataError, CheckpointError, TrainingError, InceptionError, DeviceError, WriteError) as error:
-        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"ddim {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return run_command(args)
     finally:
         warnings.formatwarning = previous_format

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..limits import MAX_IMAGES, MAX_SAMPLING_STEPS, MAX_SEED
+
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
@@ -19,9 +21,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-MAX_SAMPLING_STEPS = 10_000  # no sampler gains past this; the time grid alone would grow without bound
-MAX_IMAGES = 1_000_000  # images one command may generate (KID/FID features are kept: 8 KiB each)
-MAX_SEED = 2**63 - 1
 
 
 def int_between(low: int, high: int, what: str = "") -> Callable[[str], int]:
@@ -83,6 +82,20 @@ def non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return value
+
+
+def number_between(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a finite number in [low, high] (the bounds are in the message)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
 
 
 def int_list(text: str) -> tuple[int, ...]:

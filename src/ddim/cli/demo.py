@@ -6,24 +6,26 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import options
+from ..api import load
+from ..demo import DemoUnavailable, require_gradio
+from ..export import BUILTIN_NAME
+from ..integrity import CheckpointError
+from . import argtypes, options
 
-BUILTIN = "pretrained"
 
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("demo", help="a local web page: grids, interpolation, the checkpoint's card",
+    parser = commands.add_parser("demo", help=help_text,
                                  description="Serve a web page (Gradio) on this machine that draws grids with any "
                                  "sampler, interpolates between two starting noises (PNG and GIF downloads) and "
                                  "shows the checkpoint's card. Needs the optional extra: pip install \"ddim[demo]\".")
-    parser.add_argument("--checkpoint", type=Path, default=Path(BUILTIN),
+    parser.add_argument("--checkpoint", type=Path, default=Path(BUILTIN_NAME),
                         help="a run folder (its latest checkpoint), a checkpoint folder, its model.safetensors, "
                         "a file written by ddim export, or 'pretrained' (the built-in Flowers 102 model) "
                         "(default: pretrained)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on; 0.0.0.0 opens the page to the network (default: 127.0.0.1)")
-    parser.add_argument("--port", type=options.int_between(1, 65535), default=7860,
+    parser.add_argument("--port", type=argtypes.int_between(1, 65535), default=7860,
                         help="port to serve on (default: 7860)")
     options.add_device(parser)
     parser.set_defaults(parser=parser, run=run)
@@ -31,22 +33,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    import ddim
-
-    from ..checkpoint import CheckpointError
-    from ..demo import DemoUnavailable, require_gradio
-
     try:
         require_gradio()
     except DemoUnavailable as error:
         print(f"ddim demo: error: {error}", file=sys.stderr)
         return 1
-    from ..demo.server import PortUnavailable, serve
+    from ..demo.server import PortUnavailable, serve  # Gradio: imported once it is known to be installed
 
     try:
-        model = ddim.load(args.checkpoint, device=args.device)
+        model = load(args.checkpoint, device=args.device)
     except CheckpointError as error:
-        if str(args.checkpoint) != BUILTIN:
+        if str(args.checkpoint) != BUILTIN_NAME:
             raise
         raise CheckpointError(f"{error}; give a model with --checkpoint PATH") from error
     try:

@@ -6,14 +6,20 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from . import options
+from ..classes import require_conditional
+from ..config import DataConfig
+from ..data import load_splits, run_splits
+from ..data.generated import read_generated
+from ..evaluation import (REFERENCES, EvaluationSettings, evaluate, evaluate_images, evaluate_per_class,
+                          partial_folder)
+from ..loading import load_model
+from ..metrics.inception import KID_SIZES, load_inception
+from . import argtypes, options
 
-REFERENCE_CHOICES = ("validation", "train", "all")
 
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("evaluate", help="KID and FID of a checkpoint against real images",
+    parser = commands.add_parser("evaluate", help=help_text,
                                  description="Generate images with the EMA network and compare their InceptionV3 "
                                  "features with real ones: KID (mean +- std over subsets) and FID. Interrupted, the same "
                                  "command continues where it stopped (finished batches are kept in the cache).")
@@ -26,23 +32,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         "'images' (N, H, W, 3), such as ddim sample --format npz's samples.npz; needs --data")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="the real images (default: the data the checkpoint was trained on, same split)")
-    parser.add_argument("--reference", choices=REFERENCE_CHOICES, default="validation",
+    parser.add_argument("--reference", choices=REFERENCES, default="validation",
                         help="real set to compare with (default: validation)")
-    parser.add_argument("--num", type=options.image_count, default=None,
+    parser.add_argument("--num", type=argtypes.image_count, default=None,
                         help="images to generate (default: as many as the reference set holds)")
     options.add_sampler(parser)
     options.add_classes(parser)
     parser.add_argument("--per-class", action="store_true",
                         help="conditional models: also KID of each class against that class's real images (as many "
                         "generated as the class holds, unless --num)")
-    parser.add_argument("--seed", type=options.seed, default=0, help="generation seed (default: 0)")
-    parser.add_argument("--kid-size", type=int, choices=(75, 299), default=299,
+    parser.add_argument("--seed", type=argtypes.seed, default=0, help="generation seed (default: 0)")
+    parser.add_argument("--kid-size", type=int, choices=KID_SIZES, default=299,
                         help="Inception input size: 299 is the standard protocol, 75 the Keras example's "
                         "(default: 299)")
-    parser.add_argument("--subsets", type=options.positive_int, default=100, help="KID subsets (default: 100)")
-    parser.add_argument("--subset-size", type=options.positive_int, default=1000,
+    parser.add_argument("--subsets", type=argtypes.positive_int, default=100, help="KID subsets (default: 100)")
+    parser.add_argument("--subset-size", type=argtypes.positive_int, default=1000,
                         help="KID subset size, capped at the set sizes (default: 1000)")
-    parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=256, help="images per batch (default: 256)")
     options.add_device(parser)
     options.add_speed(parser)
     parser.add_argument("--inception-weights", type=Path, default=None,
@@ -57,14 +63,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    from ..checkpoint import load_model
-    from ..classes import require_conditional
-    from ..config import DataConfig
-    from ..data import load_splits, run_splits
-    from ..evaluation import (EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, partial_folder,
-                              read_generated)
-    from ..metrics.inception import load_inception
-
     if args.num is not None and args.num < 2:
         parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
     if (args.checkpoint is None) == (args.generated is None):
@@ -74,7 +72,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.generated is not None and (args.classes is not None or args.per_class or args.guidance != 1.0):
         parser.error("--class, --guidance and --per-class apply to generating from a --checkpoint")
     sampler_options = options.sampler_options(parser, args)
-    device, speed = options.resolve_speed_args(args)
+    device, runtime = options.resolve_runtime_args(args)
     extractor = load_inception(args.inception_weights, args.kid_size, device)
     show = not args.no_progress
     if args.generated is not None:
@@ -88,24 +86,25 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         results = {"generated": [str(p) for p in args.generated], **results}
         _report(args, settings, results, f"{len(generated)} given images")
         return 0
-    model, config, folder = load_model(args.checkpoint, device=device)
-    label = options.class_labels(args, model, f"checkpoint {folder}")
+    model = load_model(args.checkpoint, device=device)
+    config, folder = model.origin.config, model.origin.source
+    label = options.class_labels(args, model, model.origin.describe())
     if args.per_class:
-        require_conditional(model.class_names, f"checkpoint {folder}")
+        require_conditional(model.class_names, model.origin.describe())
     splits = run_splits(config, data=args.data, cache_dir=args.cache_dir, progress=options.progress_factory(show))
     settings = EvaluationSettings(num=args.num, steps=args.steps, seed=args.seed, sampler=args.sampler,
                                   sampler_options=sampler_options, kid_size=args.kid_size, reference=args.reference,
                                   subsets=args.subsets, subset_size=args.subset_size, batch_size=args.batch_size,
                                   label=label[0] if label else None, guidance=args.guidance)
-    results = evaluate(model, splits, extractor, settings, cache_dir=args.cache_dir, speed=speed,
+    results = evaluate(model, splits, extractor, settings, cache_dir=args.cache_dir, runtime=runtime,
                        progress=options.progress_factory(show), partial_dir=partial_folder(args.cache_dir),
                        report=lambda line: print(line, file=options.human_output(args)))
-    results = {"checkpoint": str(folder), "speed": speed.describe(), **results}
+    results = {"checkpoint": str(folder), "speed": runtime.describe(), **results}
     if model.class_names:
         results["class"] = model.class_names[label[0]] if label else "all, in turn (as the real images')"
     if args.per_class:
         results["per_class"] = evaluate_per_class(model, splits, extractor, dataclasses.replace(settings, label=None),
-                                                  cache_dir=args.cache_dir, speed=speed,
+                                                  cache_dir=args.cache_dir, runtime=runtime,
                                                   progress=options.progress_factory(show))
     condition = f", class {results['class']}, guidance {args.guidance:g}" if model.class_names else ""
     _report(args, settings, results, f"{results['num_generated']} generated with {settings.sampler}, "

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-from . import options
+from ..checkpoint import load_training_state
+from ..export import export_model, training_info
+from ..integrity import CheckpointError
+from ..loading import load_model
+from . import argtypes, options
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("export", help="write a checkpoint's EMA network as one compact file",
+    parser = commands.add_parser("export", help=help_text,
                                  description="Write the EMA network (fp16 by default) and normaliser of a "
                                  "checkpoint to one safetensors file with its config, the step and epoch "
                                  "reached and a sha256 of the weights. Every command's --checkpoint accepts it.")
     options.add_checkpoint(parser)
-    parser.add_argument("--out", type=options.output_file, required=True, help="the file to write (.safetensors)")
+    parser.add_argument("--out", type=argtypes.output_file, required=True, help="the file to write (.safetensors)")
     parser.add_argument("--dtype", choices=("fp16", "fp32"), default="fp16",
                         help="weight precision; fp16 halves the size (default: fp16)")
     parser.set_defaults(parser=parser, run=run)
@@ -22,12 +26,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    from ..checkpoint import CheckpointError, load_model, load_training_state
-    from ..export import export_model, training_info
-
     if args.out.suffix != ".safetensors":
         parser.error(f"--out {args.out}: the exported file's name must end in .safetensors")
-    model, config, source = load_model(args.checkpoint)
+    model = load_model(args.checkpoint)
+    config, source = model.origin.config, model.origin.source
     info = {"source": str(source)}
     try:
         state = load_training_state(source)

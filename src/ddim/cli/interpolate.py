@@ -5,24 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import options
+import torch
+
+from ..classes import labels_for
+from ..interpolation import interpolate
+from ..limits import MAX_FRAMES
+from ..loading import load_model
+from ..reports import save_gif, save_grid
+from . import argtypes, options
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("interpolate", help="images along a spherical path between two noises",
+    parser = commands.add_parser("interpolate", help=help_text,
                                  description="Slerp between the starting noises of images 2i and 2i+1 of a seed "
                                  "and sample every frame with deterministic DDIM: a strip (one row per pair) and "
                                  "an animated GIF, with the settings in interpolate.json.")
     options.add_checkpoint(parser)
-    parser.add_argument("--seed", type=options.seed, default=0, help="noise seed (default: 0)")
-    parser.add_argument("--pairs", type=options.positive_int, default=4, help="rows of the strip (default: 4)")
-    parser.add_argument("--frames", type=options.positive_int, default=9, help="images per row (default: 9)")
-    parser.add_argument("--steps", type=options.sampling_steps, default=20, help="DDIM steps (default: 20)")
+    parser.add_argument("--seed", type=argtypes.seed, default=0, help="noise seed (default: 0)")
+    parser.add_argument("--pairs", type=argtypes.positive_int, default=4, help="rows of the strip (default: 4)")
+    parser.add_argument("--frames", type=argtypes.int_between(2, MAX_FRAMES), default=9,
+                        help=f"images per row, 2 to {MAX_FRAMES} (default: 9)")
+    parser.add_argument("--steps", type=argtypes.sampling_steps, default=20, help="DDIM steps (default: 20)")
     options.add_classes(parser)
-    parser.add_argument("--frame-ms", type=options.positive_int, default=120,
+    parser.add_argument("--frame-ms", type=argtypes.positive_int, default=120,
                         help="GIF frame duration in milliseconds (default: 120)")
-    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+    parser.add_argument("--out", type=argtypes.output_folder, required=True, metavar="DIR",
                         help="output folder (interpolation.png, interpolation.gif, interpolate.json)")
     options.add_device(parser)
     options.add_speed(parser)
@@ -31,22 +39,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    import torch
-
-    from ..checkpoint import load_model
-    from ..interpolation import interpolate
-    from ..reports import save_gif, save_grid
-
-    if args.frames < 2:
-        parser.error(f"--frames must be at least 2, got {args.frames}")
-    device, speed = options.resolve_speed_args(args)
-    model, _, folder = load_model(args.checkpoint, device=device)
-    classes = options.class_labels(args, model, f"checkpoint {folder}")
-    label = classes[0] if classes else None  # a conditional model without --class: "no class" (guidance 0)
-    if model.class_names and not classes and args.guidance != 0:
-        parser.error(f"checkpoint {folder} is conditional: give --class NAME (or --guidance 0 for any class)")
+    device, runtime = options.resolve_runtime_args(args)
+    model = load_model(args.checkpoint, device=device)
+    folder = model.origin.source
+    classes = options.class_labels(args, model, model.origin.describe())
+    # no --class: pair i draws image 2i's class in turn (one policy: ddim.classes.labels_for)
+    labels = labels_for(model.class_names, classes, 2 * args.pairs)
     rows = [interpolate(model, seed=args.seed, start_index=2 * pair, end_index=2 * pair + 1, frames=args.frames,
-                        steps=args.steps, device=device, speed=speed, label=label, guidance=args.guidance)
+                        steps=args.steps, device=device, runtime=runtime,
+                        label=None if labels is None else labels[2 * pair], guidance=args.guidance)
             for pair in range(args.pairs)]
     strip = torch.cat(rows)  # (pairs * frames, 3, S, S), row by row
     out = Path(args.out)
@@ -55,9 +56,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     save_gif(frames, out / "interpolation.gif", duration_ms=args.frame_ms)
     settings = {"command": "interpolate", "checkpoint": str(folder), "seed": args.seed, "pairs": args.pairs,
                 "frames": args.frames, "steps": args.steps, "sampler": "ddim", "eta": 0.0,
-                "frame_ms": args.frame_ms, "speed": speed.describe(),
-                **({"class": model.class_names[label] if classes else "any (guidance 0)", "guidance": args.guidance}
-                   if model.class_names else {}),
+                "frame_ms": args.frame_ms, "speed": runtime.describe(),
+                **({"class": model.class_names[classes[0]] if classes else "in turn: pair i draws class 2i mod "
+                    f"{len(model.class_names)}", "guidance": args.guidance} if model.class_names else {}),
                 "rows": [f"images {2 * pair} -> {2 * pair + 1}" for pair in range(args.pairs)],
                 "files": ["interpolation.png", "interpolation.gif"]}
     options.write_json(settings, out / "interpolate.json")

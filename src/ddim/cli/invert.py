@@ -6,12 +6,21 @@ import argparse
 import csv
 from pathlib import Path
 
-from . import options
+import numpy as np
+import torch
+
+from ..data import run_splits
+from ..data.images import load_image
+from ..inversion import invert_and_reconstruct, reconstruction_error
+from ..limits import MAX_SAMPLING_STEPS
+from ..loading import load_model
+from ..reports import save_grid
+from . import argtypes, options
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("invert", help="invert real images to noise and back; error against steps",
+    parser = commands.add_parser("invert", help=help_text,
                                  description="Map real images to noise with deterministic DDIM inversion, sample "
                                  "them back, and print the reconstruction error for each number of steps; the "
                                  "settings and errors go to invert.json too.")
@@ -21,11 +30,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="image files to invert (default: validation images of the data)")
     source.add_argument("--data", default=None, metavar="DIR", help="take validation images of this data folder "
                         "(default: the checkpoint's data)")
-    parser.add_argument("--num", type=options.positive_int, default=8,
+    parser.add_argument("--num", type=argtypes.positive_int, default=8,
                         help="validation images to invert when no --images are given (default: 8)")
-    parser.add_argument("--steps", type=options.positive_int_list, default=(2, 5, 10, 20, 50),
+    parser.add_argument("--steps", type=argtypes.positive_int_list, default=(2, 5, 10, 20, 50),
                         help="comma-separated step counts (default: 2,5,10,20,50)")
-    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+    parser.add_argument("--out", type=argtypes.output_folder, required=True, metavar="DIR",
                         help="output folder (grids, errors.csv, invert.json)")
     options.add_device(parser)
     options.add_speed(parser)
@@ -35,17 +44,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    import numpy as np
-    import torch
-
-    from ..checkpoint import load_model
-    from ..data import run_splits
-    from ..data.images import load_image
-    from ..inversion import invert_and_reconstruct, reconstruction_error
-    from ..reports import save_grid
-
-    device, speed = options.resolve_speed_args(args)
-    model, config, folder = load_model(args.checkpoint, device=device)
+    device, runtime = options.resolve_runtime_args(args)
+    if max(args.steps) > MAX_SAMPLING_STEPS:
+        parser.error(f"--steps {max(args.steps)} is more than {MAX_SAMPLING_STEPS:,} (more steps gain nothing)")
+    model = load_model(args.checkpoint, device=device)
+    config, folder = model.origin.config, model.origin.source
     size = config.model.image_size
     if args.images:
         array = np.stack([load_image(path, size) for path in args.images])
@@ -58,7 +61,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     save_grid(images.cpu(), out / "originals.png")
     rows = []
     for steps in args.steps:
-        latents, reconstructions = invert_and_reconstruct(model, images, steps, speed=speed)
+        latents, reconstructions = invert_and_reconstruct(model, images, steps, runtime=runtime)
         rows.append(reconstruction_error(images, reconstructions, latents, steps))
         save_grid(reconstructions.cpu(), out / f"reconstructions_{steps}steps.png")
         save_grid(((latents.cpu() + 3) / 6).clamp(0, 1), out / f"latents_{steps}steps.png")  # +-3 sigma shown
@@ -74,7 +77,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     source = ({"images": [str(path) for path in args.images]} if args.images else
               {"data": str(splits.folder), "split": "validation", "num": len(images)})
     settings = {"command": "invert", "checkpoint": str(folder), **source, "steps": list(args.steps),
-                "image_size": size, "speed": speed.describe(), "errors": rows}
+                "image_size": size, "speed": runtime.describe(), "errors": rows}
     options.write_json(settings, out / "invert.json")
     print(f"wrote originals, reconstructions, latents, errors.csv and invert.json to {out}")
     return 0

@@ -6,12 +6,12 @@ import argparse
 import textwrap
 
 from ..recipes import DEFAULT_RECIPE, RECIPES_FOLDER, load_recipe, recipe_names
-from . import options
+from .config_options import CONFIG_OPTIONS, shown
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("recipes", help="list the named training recipes and every value each changes",
+    parser = commands.add_parser("recipes", help=help_text,
                                  description="The recipes 'ddim train --recipe NAME' starts from, with every value "
                                  "each one changes from the defaults (options given to ddim train override them).")
     parser.add_argument("names", nargs="*", metavar="NAME",
@@ -28,7 +28,7 @@ def describe(name: str) -> str:
     if not changes:
         lines.append("  changes no default")
     for section, field, value in changes:
-        lines.append(f"  {options.CONFIG_OPTIONS[(section, field)][0]} {options.shown(value)}")
+        lines.append(f"  {CONFIG_OPTIONS[(section, field)][0]} {shown(value)}")
     lines += [f"  source: {reference}" for reference in recipe.references]
     lines.append(f"  file: {RECIPES_FOLDER / (name + '.json')}")
     return "\n".join(lines)

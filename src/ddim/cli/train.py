@@ -7,12 +7,16 @@ import datetime
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
-from . import options
+from ..integrity import CheckpointError
+from ..layout import RunLayout
+from ..runtime import DeviceError
+from ..training import default_callbacks, fit
+from . import config_options, options
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     """Register this command and its options."""
-    parser = commands.add_parser("train", help="train a model (the Keras example's recipe by default)",
+    parser = commands.add_parser("train", help=help_text,
                                  description="Train the Keras example's DDIM on a folder of images. Every default is "
                                  "the Keras example's; every value is checked before any work starts.")
     parser.add_argument("--run-dir", type=Path, default=None,
@@ -22,27 +26,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     parser.add_argument("--no-tensorboard", action="store_true",
                         help="do not write TensorBoard event files (default: written to RUN_DIR/tensorboard)")
-    options.add_config_options(parser)
+    config_options.add_config_options(parser)
     parser.set_defaults(parser=parser, run=run)
 
 
 def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, run_dir: Path) -> RunConfig:
     """The saved config of the run being resumed, with the options given now applied (model ones must agree)."""
-    from ..checkpoint import CheckpointError
-
-    if args.config is not None:
-        parser.error(f"--config and --resume cannot be combined: a resumed run keeps its own {run_dir}/config.json "
-                     "(give the options to change on the command line)")
-    saved = run_dir / "config.json"
+    for given in ("config", "recipe"):
+        if getattr(args, given) is not None:
+            parser.error(f"--{given} and --resume cannot be combined: a resumed run keeps its own "
+                         f"{RunLayout(run_dir).config} (give the options to change on the command line)")
+    saved = RunLayout(run_dir).config
     if not saved.is_file():
-        raise CheckpointError(f"--resume {run_dir}: no config.json there, so it is not a ddim run folder")
+        raise CheckpointError(f"--resume {run_dir}: no {saved.name} there, so it is not a ddim run folder")
     try:
         base = RunConfig.load(saved)
     except (ValueError, ConfigError, TypeError) as error:
         raise CheckpointError(f"--resume {run_dir}: {saved} is not a valid ddim configuration: {error}") from error
-    for (section, name), value in options.given_options(args).items():
+    for (section, name), value in config_options.given_options(args).items():
         if section == "model" and getattr(base.model, name) != value:
-            option = options.CONFIG_OPTIONS[(section, name)][0]
+            option = config_options.CONFIG_OPTIONS[(section, name)][0]
             parser.error(f"{option} {value} disagrees with the run being resumed ({getattr(base.model, name)}); "
                          "the model of a run cannot change")
     return base
@@ -50,11 +53,6 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    from .. import distributed as dist
-    from ..callbacks import default_callbacks
-    from ..speed import DeviceError, resolve_device
-    from ..train import fit
-
     resume = args.resume is not None
     if resume:
         if args.run_dir is not None and Path(args.run_dir) != Path(args.resume):
@@ -65,17 +63,13 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         base = None
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     try:
-        config = options.config_from_args(args, base)
+        config = config_options.config_from_args(args, base)
     except ConfigError as error:
-        options.config_error(parser, error)
-    try:
-        resolve_device(config.train.device)  # a wrong --device is refused before any work
-    except DeviceError as error:
-        parser.error(str(error))
-    show = not args.no_progress and dist.from_environment().is_main
+        config_options.config_error(parser, error)
+    show = not args.no_progress
     try:
         fit(config, run_dir, resume=resume, callbacks=default_callbacks(progress=show, tensorboard=not args.no_tensorboard),
             progress=options.progress_factory(show))
-    finally:
-        dist.shutdown()
+    except DeviceError as error:  # the device is resolved first, before any work: a usage error
+        parser.error(str(error))
     return 0

@@ -83,7 +83,7 @@ def content_fingerprint(*arrays: np.ndarray | None) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(folder: Path, files: list[Path], image_size: int) -> str:
+def _decoding_cache_key(folder: Path, files: list[Path], image_size: int) -> str:
     """The decoding cache's key: the files' names, sizes and modification times (not read: cheap)."""
     digest = hashlib.sha1(f"v{CACHE_FORMAT_VERSION}:{image_size}".encode())
     for path in files:
@@ -96,7 +96,7 @@ def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: 
                    progress: Callable[[str, int], Callable[[int], None]] | None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All ``files`` decoded (from the cache when it is current); returns images, kept indices, upscaled."""
-    key = _fingerprint(folder, files, image_size)
+    key = _decoding_cache_key(folder, files, image_size)
     cache_file = cache_dir / "images" / f"{folder.name}-{key[:16]}-{image_size}px{'-skip' if skip_unreadable else ''}.npz"
     if cache_file.is_file():
         try:
@@ -174,7 +174,7 @@ def load_splits(config: DataConfig, image_size: int, *, classes: bool = False,
         index = flowers.read_index(folder)
         files = [flowers.image_path(folder, i) for i in range(1, index.labels.size + 1)]
         images, kept, upscaled = _decode_cached(folder, files, image_size, cache_dir, skip_unreadable, progress)
-        train_ids, validation_ids = flowers.seed_split(index, config.split_seed, config.train_fraction)
+        train_ids, validation_ids = flowers.keras_split(index, config.split_seed, config.train_fraction)
         position = np.full(len(files) + 1, -1, dtype=np.int64)  # 1-based id -> row in ``images``
         position[kept + 1] = np.arange(kept.size)
         train_ids = train_ids[position[train_ids] >= 0]

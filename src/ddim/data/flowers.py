@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torchvision.datasets import Flowers102
+from torchvision.datasets.utils import download_url, extract_archive
 
 from .errors import DataError
 
@@ -91,12 +93,10 @@ def read_index(folder: Path) -> FlowersIndex:
 
 def class_names() -> tuple[str, ...]:
     """The 102 category names, by label - 1 (torchvision's ``Flowers102.classes``)."""
-    from torchvision.datasets import Flowers102
-
     return tuple(Flowers102.classes)
 
 
-def seed_split(index: FlowersIndex, split_seed: int, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def keras_split(index: FlowersIndex, split_seed: int, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """The Keras example's split as 1-based ids: ``train[:80%]+validation[:80%]+test[:80%]`` and the rest.
 
     ``setid.mat`` lists each split sorted by class, so each official split is shuffled with a fixed
@@ -128,8 +128,6 @@ def download_flowers102(root: Path, base_url: str | None = None) -> Path:
     Uses torchvision's download helpers. ``base_url`` (or ``$DDIM_FLOWERS102_URL``) may point to a
     mirror, including a ``file://`` folder. A file whose md5 does not match is deleted and reported.
     """
-    from torchvision.datasets.utils import download_url, extract_archive
-
     base_url = base_url or os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
     if not base_url.endswith("/"):
         base_url += "/"

@@ -13,14 +13,14 @@ from typing import Any, Callable
 
 import torch
 
-from ..cli.argtypes import MAX_SEED
+from ..limits import MAX_GUIDANCE, MAX_SAMPLING_STEPS as MAX_STEPS, MAX_SEED  # noqa: F401 (the page's)
+from .. import api
 from ..model import DiffusionModel
-from ..samplers import SAMPLERS
+from ..reports import save_gif, save_grid, to_uint8
+from ..samplers import SAMPLERS, SamplerOptionError, sampler_keywords
 
 MAX_IMAGES = 64  # one grid on a page; more images are `ddim sample`'s job
-MAX_STEPS = 1000
-MAX_FRAMES = 60
-MAX_GUIDANCE = 20.0
+MAX_FRAMES = 60  # one strip on a page; longer ones are `ddim interpolate`'s job
 FRAME_MS = 120  # GIF frame duration, as `ddim interpolate`'s default
 
 #: ``progress(done, total)``: sampling steps done so far.
@@ -57,22 +57,25 @@ def real_number(value: Any, name: str, low: float, high: float) -> float:
 
 def sampler_options(sampler: Any, eta: Any) -> dict[str, float]:
     """The sampler's keyword options, as ``ddim sample`` takes them: ``eta`` for DDIM only."""
-    if sampler not in SAMPLERS:
-        raise DemoInputError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     eta = real_number(0.0 if eta is None else eta, "eta", 0.0, 1.0)
-    if eta and sampler != "ddim":
-        raise DemoInputError(f"eta applies to the ddim sampler only, not {sampler}: set it to 0")
-    return {"eta": eta} if eta else {}
+    try:
+        return sampler_keywords(sampler, eta)
+    except SamplerOptionError as error:
+        raise DemoInputError(f"{error}: set it to 0" if eta and sampler in SAMPLERS else str(error)) from None
+
+
+ANY_CLASS = "all classes, in turn"  #: the picker's choice for no class (ddim.classes.labels_for's policy)
 
 
 def conditioning(model: DiffusionModel, class_name: Any, guidance: Any) -> dict[str, Any]:
-    """``classes=`` and ``guidance=`` for a conditional model (the API resolves the class's name or index);
-    ``{}`` for an unconditional one, whose page has no class picker, so these values are ignored."""
+    """``classes=`` and ``guidance=`` for a conditional model (the API resolves the class's name or index; no class
+    or :data:`ANY_CLASS`: the classes in turn); ``{}`` for an unconditional one, whose page has no class picker, so
+    these values are ignored."""
     if not model.class_names:
         return {}
-    if class_name is None or (isinstance(class_name, str) and not class_name.strip()):
-        raise DemoInputError(f"choose a flower class (the model has {len(model.class_names)})")
-    return {"classes": class_name, "guidance": real_number(guidance, "guidance", 0.0, MAX_GUIDANCE)}
+    any_class = class_name is None or (isinstance(class_name, str) and class_name.strip() in ("", ANY_CLASS))
+    return {"classes": None if any_class else class_name,
+            "guidance": real_number(guidance, "guidance", 0.0, MAX_GUIDANCE)}
 
 
 def _describe(settings: dict[str, Any]) -> str:
@@ -103,18 +106,16 @@ class Grid:
 def draw_grid(model: DiffusionModel, folder: Path, *, num: Any, steps: Any, sampler: Any, eta: Any, seed: Any,
               class_name: Any = None, guidance: Any = None, progress: Progress | None = None) -> Grid:
     """``num`` images of ``seed`` with ``sampler`` through :func:`ddim.generate`, saved as one PNG grid."""
-    import ddim
-
     num = whole_number(num, "number of images", 1, MAX_IMAGES)
     steps = whole_number(steps, "steps", 1, MAX_STEPS)
     seed = whole_number(seed, "seed", 0, MAX_SEED)
     options = {**sampler_options(sampler, eta), **conditioning(model, class_name, guidance)}
     callback = None if progress is None else (lambda step, *_: progress(min(step + 1, steps), steps))
     started = time.perf_counter()
-    images = ddim.generate(model, num, steps=steps, sampler=sampler, seed=seed, batch_size=num,
+    images = api.generate(model, num, steps=steps, sampler=sampler, seed=seed, batch_size=num,
                            callback=callback, **options)
     seconds = time.perf_counter() - started
-    png = ddim.save_grid(images, _request_folder(folder) / f"ddim-seed{seed}-{sampler}-{steps}steps.png")
+    png = save_grid(images, _request_folder(folder) / f"ddim-seed{seed}-{sampler}-{steps}steps.png")
     settings = _describe({"sampler": sampler, "steps": steps, **options, "seed": seed})
     return Grid(images=images, png=png, seconds=seconds, settings=f"{settings}, {_device_name(model)}")
 
@@ -140,9 +141,7 @@ def draw_interpolation(model: DiffusionModel, folder: Path, *, seed: Any, start:
                        frame_ms: int = FRAME_MS) -> Interpolation:
     """Slerp from the starting noise of image ``start`` of ``seed`` to that of image ``end`` (the grid's images of
     the same seed) through :func:`ddim.interpolate`: deterministic DDIM, saved as a strip and a looping GIF."""
-    import ddim
 
-    from ..reports import save_gif
 
     seed = whole_number(seed, "seed", 0, MAX_SEED)
     start = whole_number(start, "from image", 0, MAX_IMAGES - 1)
@@ -153,11 +152,11 @@ def draw_interpolation(model: DiffusionModel, folder: Path, *, seed: Any, start:
     steps = whole_number(steps, "steps", 1, MAX_STEPS)
     options = conditioning(model, class_name, guidance)
     started = time.perf_counter()
-    path = ddim.interpolate(model, seed=seed, start=start, end=end, frames=frames, steps=steps, **options)
+    path = api.interpolate(model, seed=seed, start=start, end=end, frames=frames, steps=steps, **options)
     seconds = time.perf_counter() - started
     out = _request_folder(folder)
     name = f"ddim-seed{seed}-images{start}to{end}"
-    png = ddim.save_grid(path, out / f"{name}.png", columns=frames)
+    png = save_grid(path, out / f"{name}.png", columns=frames)
     gif = save_gif(path, out / f"{name}.gif", duration_ms=frame_ms)
     settings = _describe({"seed": seed, "images": f"{start} → {end}", "ddim steps": steps, **options})
     return Interpolation(frames=path, png=png, gif=gif, seconds=seconds,
@@ -170,6 +169,5 @@ def _device_name(model: DiffusionModel) -> str:
 
 def to_pixels(image: torch.Tensor) -> Any:
     """A [0, 1] image (3, H, W) as a uint8 NumPy array (H, W, 3) for display."""
-    from ..reports import to_uint8
 
     return to_uint8(image).permute(1, 2, 0).numpy()

@@ -44,9 +44,9 @@ def _conditioning_controls(gr: Any, model: DiffusionModel) -> list[Any]:
     """The class picker and guidance slider of a conditional model; none for an unconditional one."""
     if not model.class_names:
         return []
-    guidance = getattr(getattr(model, "run_config", None), "train", None)
-    return [gr.Dropdown(list(model.class_names), value=model.class_names[0], label="Flower class"),
-            gr.Slider(0.0, actions.MAX_GUIDANCE, value=getattr(guidance, "guidance", 1.0), step=0.5,
+    guidance = model.run_config.train.guidance
+    return [gr.Dropdown([actions.ANY_CLASS, *model.class_names], value=model.class_names[0], label="Class"),
+            gr.Slider(0.0, actions.MAX_GUIDANCE, value=guidance, step=0.5,
                       label="Guidance weight", info="1: plain conditional sampling; higher: closer to the class")]
 
 

@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import read_training_state
+from ..integrity import CheckpointError, read_metadata
+from ..layout import CheckpointLayout
 from ..model import DiffusionModel
+from ..reports import read_history
 
 UNKNOWN = "unknown"
 
@@ -62,30 +66,22 @@ def _whole(value: Any) -> int | None:
     return None if number is None else int(number)
 
 
-def _step_of_folder(folder: Path) -> int | None:
-    """``step_000003577`` -> 3577 (``best`` and other names: None)."""
-    digits = folder.name.removeprefix("step_")
-    return int(digits) if folder.name.startswith("step_") and digits.isdigit() else None
-
-
 def _folder_progress(folder: Path) -> _Progress | None:
-    """The step, history and best KID of a checkpoint folder: its training state, else its run's history.csv."""
-    from ..checkpoint import CHECKPOINTS_DIR, CheckpointError, read_training_state
-    from ..reports import read_history
-
+    """The step, history and best KID of a checkpoint folder: its training state, else its run's history."""
+    checkpoint = CheckpointLayout(folder)
     try:
         state, _ = read_training_state(folder)
         return _Progress(state.step, state.history, _finite(state.best_kid))
     except CheckpointError:
         pass
-    history_file = folder.parent.parent / "history.csv"
-    if folder.parent.name != CHECKPOINTS_DIR or not history_file.is_file():
+    run = checkpoint.run
+    if run is None or not run.history.is_file():
         return None
     try:
-        history = read_history(history_file)
+        history = read_history(run.history)
     except (OSError, ValueError):
         return None
-    step = _step_of_folder(folder)
+    step = checkpoint.step
     if step is not None:  # the run may have gone on after this checkpoint: keep the epochs it had seen
         history = [row for row in history if _whole(row.get("step")) is None or _whole(row["step"]) <= step]
     elif history:
@@ -95,9 +91,10 @@ def _folder_progress(folder: Path) -> _Progress | None:
 
 def _file_progress(path: Path) -> tuple[_Progress | None, int | None, int | None]:
     """An exported file's progress: (its source folder's progress, the step and epoch in its metadata)."""
-    from ..export import read_metadata
-
-    metadata = read_metadata(path, quiet=True)
+    try:
+        metadata = read_metadata(path)
+    except CheckpointError:
+        metadata = {}
     step, epoch = _whole(metadata.get("step")), _whole(metadata.get("epoch"))
     source = Path(metadata["source"]) if metadata.get("source") else None
     progress = _folder_progress(source) if source is not None and source.is_dir() else None
@@ -111,11 +108,9 @@ def _file_progress(path: Path) -> tuple[_Progress | None, int | None, int | None
 
 
 def read_card(model: DiffusionModel) -> Card:
-    """The card of a model loaded by :func:`ddim.load` (which sets ``model.source`` and ``model.run_config``)."""
-    from ..config import RunConfig
-
-    config = getattr(model, "run_config", None) or RunConfig(model=model.config)
-    source = Path(getattr(model, "source", "") or "")
+    """The card of a model (what its ``origin`` says: a model built in this process has no files to read)."""
+    config = model.run_config
+    source = model.origin.source if model.origin is not None else Path("")
     step = epochs = None
     if source.is_dir():
         progress = _folder_progress(source)
@@ -148,8 +143,9 @@ def _count(value: int | None) -> str:
 def title(card: Card) -> str:
     """A short name: ``flowers, step 4,000`` for a run's checkpoint, the file's name for an exported model."""
     source = Path(card.source)
-    if source.parent.name == "checkpoints" and card.step is not None:
-        return f"{source.parent.parent.name}, step {card.step:,}"
+    run = CheckpointLayout(source).run
+    if run is not None and card.step is not None:
+        return f"{run.root.name}, step {card.step:,}"
     return source.name or "model"
 
 

@@ -14,6 +14,11 @@ import socket
 import tempfile
 from pathlib import Path
 
+from PIL import Image
+
+from ..api import load
+from ..export import BUILTIN_NAME
+
 WIDTH, HEIGHT = 1280, 860
 
 
@@ -26,14 +31,11 @@ def free_port() -> int:
 
 def take(checkpoint: str, out: Path, chromium: str, device: str = "cpu", timeout_ms: int = 300_000) -> Path:
     """Serve ``checkpoint``'s page, press Generate with its defaults, save the page as a palette PNG at ``out``."""
-    from PIL import Image
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # an optional test dependency, only for this picture
 
-    import ddim
+    from .server import launch  # Gradio, the demo's optional extra
 
-    from .server import launch
-
-    model = ddim.load(checkpoint, device=device)
+    model = load(checkpoint, device=device)
     with tempfile.TemporaryDirectory(prefix="ddim-demo-") as folder:
         app, url = launch(model, Path(folder), port=free_port())
         try:
@@ -58,7 +60,7 @@ def take(checkpoint: str, out: Path, chromium: str, device: str = "cpu", timeout
 def main() -> None:
     """The command line of this module."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="pretrained", help="the model (default: pretrained)")
+    parser.add_argument("--checkpoint", default=BUILTIN_NAME, help=f"the model (default: {BUILTIN_NAME})")
     parser.add_argument("--out", type=Path, default=Path("docs/demo.png"), help="the PNG to write")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium", help="Chromium executable")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default: cpu)")

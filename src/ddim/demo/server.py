@@ -42,7 +42,7 @@ def serve(model: DiffusionModel, *, host: str = DEFAULT_HOST, port: int = DEFAUL
     """Serve the page until Ctrl-C (or SIGTERM); the files it offered for download are removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="ddim-demo-") as folder:
         app, url = launch(model, Path(folder), host=host, port=port)
-        print(f"ddim demo: serving {getattr(model, 'source', 'the model')} on {url} (Ctrl-C stops it)", flush=True)
+        print(f"ddim demo: serving {model.origin.source if model.origin is not None else 'the model'} on {url} (Ctrl-C stops it)", flush=True)
         try:
             with StopRequests() as stop:  # Ctrl-C or SIGTERM: stop serving, then remove the files
                 while stop.requested is None and app.is_running:

@@ -1,9 +1,9 @@
-"""Where and how the network runs: the device, and the speed levers chosen once per run.
+"""Where and how the network runs: the device, and the runtime levers chosen once per run.
 
 The levers are bf16 autocast, channels-last memory, torch.compile and the fused AdamW kernel, each an
-explicit field of :class:`Speed`. The same training and sampling code runs with every lever on or off
+explicit field of :class:`Runtime`. The same training and sampling code runs with every lever on or off
 (nanoGPT's habit: a ``nullcontext`` instead of an ``if``); the straightforward eager fp32 port is
-``Speed.baseline(device)``. Weights, optimiser state and the EMA stay in fp32 (autocast keeps fp32
+``Runtime.baseline(device)``. Weights, optimiser state and the EMA stay in fp32 (autocast keeps fp32
 master weights). Process-wide settings (the compiler cache folders) are set once by the command
 (:func:`use_compile_cache`), never as a side effect here.
 """
@@ -47,8 +47,8 @@ def cpu_has_fast_bf16() -> bool:
 
 
 @dataclass(frozen=True)
-class Speed:
-    """Resolved speed settings for one device."""
+class Runtime:
+    """Resolved runtime settings for one device."""
 
     device: torch.device
     autocast_dtype: torch.dtype | None  # None: plain fp32
@@ -57,7 +57,7 @@ class Speed:
     fused_optimizer: bool = False  # AdamW's single-kernel implementation (same arithmetic, fewer launches)
 
     @classmethod
-    def baseline(cls, device: torch.device | str) -> "Speed":
+    def baseline(cls, device: torch.device | str) -> "Runtime":
         """The straightforward port: eager, fp32, contiguous (NCHW) tensors, the per-tensor AdamW."""
         return cls(torch.device(device), None, False, None, False)
 
@@ -85,9 +85,9 @@ class Speed:
         return ", ".join(parts)
 
 
-def resolve_speed(device: torch.device | str, precision: str = "auto", channels_last: bool = True,
-                  compile_mode: str = "auto", fused_optimizer: bool = True) -> Speed:
-    """Speed settings for ``device``: ``auto`` picks bf16 where the hardware has it (CUDA with bf16,
+def resolve_runtime(device: torch.device | str, precision: str = "auto", channels_last: bool = True,
+                  compile_mode: str = "auto", fused_optimizer: bool = True) -> Runtime:
+    """Runtime settings for ``device``: ``auto`` picks bf16 where the hardware has it (CUDA with bf16,
     CPUs with AVX512-BF16/AMX) and compiles on CUDA only (on a CPU, measured: no gain, a minute to compile)."""
     device = torch.device(device)
     if precision not in PRECISIONS:
@@ -102,7 +102,7 @@ def resolve_speed(device: torch.device | str, precision: str = "auto", channels_
         precision = "bf16" if fast_bf16 else "fp32"
     if compile_mode == "auto":
         compile_mode = "default" if device.type == "cuda" else "off"
-    return Speed(device, torch.bfloat16 if precision == "bf16" else None, channels_last,
+    return Runtime(device, torch.bfloat16 if precision == "bf16" else None, channels_last,
                  None if compile_mode == "off" else compile_mode, fused_optimizer=fused_optimizer)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import atomic_path, write_text
+from ..files import atomic_path, write_text
 
 
 class PartialFeatures:

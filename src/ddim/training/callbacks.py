@@ -17,33 +17,36 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from .checkpoint import TrainState
-from .config import RunConfig
-from .ema import initial_share
-from .model import DiffusionModel, generate_images
-from .reports import plot_history, save_grid, write_history
-from .seeding import PLOT_NOISE, mix_seed
-from .speed import Speed
-
-HISTORY_FILE = "history.csv"
-PLOT_FILE = "losses.png"
-SAMPLES_DIR = "samples"
+from ..checkpoint import TrainState
+from ..config import RunConfig
+from ..ema import YOUNG_SHARE, initial_share
+from ..layout import RunLayout
+from ..model import DiffusionModel, generate_images
+from ..plots import plot_history
+from ..reports import save_grid, write_history
+from ..runtime import Runtime
+from ..seeding import PLOT_NOISE, mix_seed
 
 
 @dataclass(frozen=True)
 class RunInfo:
     """What a run is about to do, given to ``on_train_start``."""
 
-    run_dir: Path
+    layout: RunLayout  # the run folder's files
     config: RunConfig
     state: TrainState  # where it starts (step 0, or the resumed checkpoint's)
-    speed: Speed  # how the network runs (for callbacks that sample)
+    runtime: Runtime  # how the network runs (for callbacks that sample)
     steps_per_epoch: int
     total_steps: int
     description: str  # e.g. "training on 6551 images (1638 for validation) from ...; run folder ...; ..."
     notices: tuple[str, ...] = ()  # things a user must hear even without progress output (skipped images)
     model: DiffusionModel | None = None  # the model as it starts (the resumed checkpoint's weights)
     validation_images: int = 0  # how many validation images the per-epoch KID compares with
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder."""
+        return self.layout.root
 
 
 class Callback:
@@ -147,13 +150,13 @@ class ProgressBar(Callback):
     def on_train_end(self, state: TrainState) -> None:
         if self.bar is not None:
             self.bar.close()
-        run_dir, seconds = self.info.run_dir, time.perf_counter() - self.started
+        layout, seconds = self.info.layout, time.perf_counter() - self.started
         lines = [f"done: {state.step - self.first_step} steps in {seconds / 60:.1f} min (step {state.step} of "
                  f"{self.info.total_steps})"]
         if state.best_kid is not None:
-            lines.append(f"best validation KID {state.best_kid:.4f}: {run_dir / 'checkpoints' / 'best'}")
-        lines.append(f"next: ddim sample --checkpoint {run_dir} --num 64 --out {run_dir / 'final'}")
-        lines.append(f"      ddim evaluate --checkpoint {run_dir} --json {run_dir / 'evaluate.json'}")
+            lines.append(f"best validation KID {state.best_kid:.4f}: {layout.best.folder}")
+        lines.append(f"next: ddim sample --checkpoint {layout.root} --num 64 --out {layout.final_samples()}")
+        lines.append(f"      ddim evaluate --checkpoint {layout.root} --json {layout.evaluation()}")
         for line in lines:
             print(f"ddim: {line}", file=self.file)
 
@@ -170,18 +173,14 @@ class SampleGrid(Callback):
     fixed set of classes, one labelled row each, the same noises in every row)."""
 
     def on_train_start(self, info: RunInfo) -> None:
-        self.folder = info.run_dir / SAMPLES_DIR
-        self.config, self.speed = info.config, info.speed
+        self.layout = info.layout
+        self.config, self.runtime = info.config, info.runtime
         history = info.state.history
         # resumed from an epoch's end whose grid was never written (e.g. a full disk): draw it now
         if history and history[-1]["step"] == info.state.step and info.model is not None:
             epoch = int(history[-1]["epoch"])
-            if not self.path(epoch).exists():
+            if not self.layout.sample_grid(epoch).exists():
                 self.on_epoch_end(epoch, history[-1], info.model, info.state)
-
-    def path(self, epoch: int) -> Path:
-        """The grid file of ``epoch``."""
-        return self.folder / f"epoch_{epoch:04d}.png"
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         train = self.config.train
@@ -193,37 +192,28 @@ class SampleGrid(Callback):
             row_labels = [model.class_names[c] for c in classes]
         images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=indices,
                                  steps=train.plot_steps, batch_size=train.eval_batch_size, device=device,
-                                 speed=self.speed, labels=labels, guidance=train.guidance)
+                                 runtime=self.runtime, labels=labels, guidance=train.guidance)
         share = initial_share(train.ema, int(row["step"]), train.ema_warmup, train.ema_std)
-        caption = f"EMA still {share:.0%} initial weights (see --ema-warmup)" if share >= 0.05 else None
-        save_grid(images, self.path(epoch), columns=columns, caption=caption, row_labels=row_labels)
+        caption = f"EMA still {share:.0%} initial weights (see --ema-warmup)" if share >= YOUNG_SHARE else None
+        save_grid(images, self.layout.sample_grid(epoch), columns=columns, caption=caption, row_labels=row_labels)
 
 
 class HistoryWriter(Callback):
     """The per-epoch history as CSV and its plot, rewritten after every epoch (so an interrupted run has both)."""
 
     def on_train_start(self, info: RunInfo) -> None:
-        self.run_dir = info.run_dir
+        self.layout = info.layout
         train = info.config.train
-        self.plot_options = {"title": f"training history of {info.run_dir.name}", "loss": train.loss,
+        self.plot_options = {"title": f"training history of {info.layout.root.name}", "loss": train.loss,
                              "kid_size": train.kid_image_size, "kid_num": info.validation_images,
                              "kid_sampler": f"ddim, {train.kid_steps} steps"}
         if info.state.history:  # a resumed run rewrites what an interrupted write may have lost
             self._write(info.state)
 
     def _write(self, state: TrainState) -> None:
-        write_history(state.history, self.run_dir / HISTORY_FILE)
-        plot_history(state.history, self.run_dir / PLOT_FILE, **self.plot_options)
+        write_history(state.history, self.layout.history)
+        plot_history(state.history, self.layout.history_plot, **self.plot_options)
 
     def on_epoch_end(self, epoch: int, row: dict[str, float], model: DiffusionModel, state: TrainState) -> None:
         self._write(state)
 
-
-def default_callbacks(progress: bool = True, tensorboard: bool = True) -> list[Callback]:
-    """What ``ddim train`` shows and writes: progress, grids, history and plot, metrics.jsonl, TensorBoard."""
-    from .monitoring import MetricsLog, TensorBoardLogger
-
-    callbacks: list[Callback] = [ProgressBar(enabled=progress), SampleGrid(), HistoryWriter(), MetricsLog()]
-    if tensorboard:
-        callbacks.append(TensorBoardLogger())
-    return callbacks

@@ -10,16 +10,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import RunConfig
-from .data import DeviceImages
-from .distributed import Distributed
-from .diffusion import add_noise, prediction_target, regression_loss, split_prediction
-from .ema import ema_decay, update_ema
-from .learning_rate import learning_rate
-from .model import DiffusionModel
-from .network import NO_CLASS
-from .seeding import VALIDATION_NOISE, generator
-from .speed import Speed
+from ..config import RunConfig
+from ..data import DeviceImages
+from ..distributed import Distributed
+from ..diffusion import add_noise, prediction_target, regression_loss, split_prediction
+from ..ema import ema_decay, update_ema
+from ..learning_rate import learning_rate
+from ..model import DiffusionModel
+from ..network import NO_CLASS
+from ..seeding import VALIDATION_NOISE, generator
+from ..runtime import Runtime
 
 LOSS_NAMES = ("loss", "noise_loss", "image_loss")
 
@@ -63,15 +63,15 @@ def diffusion_losses(model: DiffusionModel, images: torch.Tensor, noises: torch.
                         regression_loss(kind, pred_images, images)])
 
 
-def build_optimizer(model: DiffusionModel, config: RunConfig, speed: Speed) -> torch.optim.AdamW:
-    """AdamW over the trained network's parameters (one fused kernel when ``speed.fused_optimizer``).
+def build_optimizer(model: DiffusionModel, config: RunConfig, runtime: Runtime) -> torch.optim.AdamW:
+    """AdamW over the trained network's parameters (one fused kernel when ``runtime.fused_optimizer``).
 
     ``train.weight_decay`` is the Keras example's per-step decay (tensorflow-addons: ``w -= wd * w``);
     PyTorch's AdamW subtracts ``lr * weight_decay * w``, so it is given ``wd / lr``.
     """
     train = config.train
     return torch.optim.AdamW(model.network.parameters(), lr=train.lr, weight_decay=train.weight_decay / train.lr,
-                             eps=train.adam_epsilon, fused=speed.fused_optimizer or None)
+                             eps=train.adam_epsilon, fused=runtime.fused_optimizer or None)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, config: RunConfig, step: int, total_steps: int) -> float:
@@ -95,19 +95,19 @@ class TrainStep:
     """
 
     def __init__(self, model: DiffusionModel, optimizer: torch.optim.Optimizer, config: RunConfig,
-                 speed: Speed, network: nn.Module | None = None, distributed: Distributed = Distributed(),
+                 runtime: Runtime, network: nn.Module | None = None, distributed: Distributed = Distributed(),
                  total_steps: int | None = None) -> None:
-        self.model, self.optimizer, self.config, self.speed = model, optimizer, config, speed
+        self.model, self.optimizer, self.config, self.runtime = model, optimizer, config, runtime
         self.total_steps = total_steps if total_steps is not None else config.train.lr_decay_steps or 1
         self.network = network if network is not None else model.network  # e.g. a DDP wrapper
         self.distributed = distributed
         self.local_batchnorm = distributed.enabled and not any(
             isinstance(m, nn.SyncBatchNorm) for m in model.network.modules())
-        self.losses = speed.compile(self._losses)
+        self.losses = runtime.compile(self._losses)
 
     def _losses(self, images: torch.Tensor, noises: torch.Tensor, diffusion_times: torch.Tensor,
                 labels: torch.Tensor | None) -> torch.Tensor:
-        with self.speed.autocast():
+        with self.runtime.autocast():
             return diffusion_losses(self.model, images, noises, diffusion_times, self.config, network=self.network,
                                     labels=labels)
 
@@ -130,8 +130,8 @@ class TrainStep:
         noises, diffusion_times = draw_noise(images, generator)
         if labels is not None:
             labels = drop_labels(labels, self.config.train.class_dropout, generator)
-        memory_format = self.speed.memory_format()
-        if self.speed.compile_mode == "reduce-overhead":
+        memory_format = self.runtime.memory_format()
+        if self.runtime.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
         losses = self.losses(images.contiguous(memory_format=memory_format),
                              noises.contiguous(memory_format=memory_format), diffusion_times, labels)
@@ -149,7 +149,7 @@ class TrainStep:
 
 
 @torch.no_grad()
-def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunConfig, speed: Speed,
+def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunConfig, runtime: Runtime,
                       distributed: Distributed = Distributed()) -> dict[str, float]:
     """Mean losses of the EMA network over the validation images, with the same noise every epoch (a conditional
     model is given every image's class).
@@ -166,8 +166,8 @@ def validation_losses(model: DiffusionModel, batches: DeviceImages, config: RunC
         images = batches.images(indices)
         noises, diffusion_times = draw_noise(images, generator(config.train.seed, VALIDATION_NOISE, batch_index,
                                                                device=device))
-        with speed.autocast():
-            losses = diffusion_losses(model, images.contiguous(memory_format=speed.memory_format()), noises,
+        with runtime.autocast():
+            losses = diffusion_losses(model, images.contiguous(memory_format=runtime.memory_format()), noises,
                                       diffusion_times, config, ema=True, labels=batches.labels(indices))
         totals += losses.double() * len(indices)
     means = (distributed.sum(totals) / batches.count).tolist()

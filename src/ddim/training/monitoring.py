@@ -19,14 +19,14 @@ import weakref
 from pathlib import Path
 from typing import Any, TextIO
 
-from .callbacks import SAMPLES_DIR, Callback, RunInfo
-from .checkpoint import TrainState
-from .files import WriteError, write_text
-from .model import DiffusionModel
-from .training_run import TrainingError
+import numpy as np
+from PIL import Image
 
-TENSORBOARD_DIR = "tensorboard"
-METRICS_FILE = "metrics.jsonl"
+from ..checkpoint import TrainState
+from ..files import WriteError, write_text
+from ..model import DiffusionModel
+from .callbacks import Callback, HistoryWriter, ProgressBar, RunInfo, SampleGrid
+from .errors import TrainingError
 
 
 class TensorBoardUnavailable(TrainingError):
@@ -68,16 +68,16 @@ class TensorBoardLogger(Callback):
     Construction fails with :class:`TensorBoardUnavailable` (before any training) when the package is missing.
     """
 
-    def __init__(self, folder: str = TENSORBOARD_DIR, images: bool = True, flush_secs: int = 30) -> None:
+    def __init__(self, images: bool = True, flush_secs: int = 30) -> None:
         self.writer_class = summary_writer_class()
-        self.folder, self.images, self.flush_secs = folder, images, flush_secs
+        self.images, self.flush_secs = images, flush_secs
         self.writer: Any = None
         self._close: Any = None
 
     def on_train_start(self, info: RunInfo) -> None:
         self.on_train_end(info.state)  # a second fit with the same logger starts a new writer
-        self.log_dir = info.run_dir / self.folder
-        self.samples = info.run_dir / SAMPLES_DIR
+        self.log_dir = info.layout.tensorboard
+        self.layout = info.layout
         self.kid_size = info.config.train.kid_image_size
         purge = info.state.step + 1 if info.state.step else None  # resumed: hide what followed the checkpoint
         try:
@@ -107,9 +107,9 @@ class TensorBoardLogger(Callback):
                 tag = epoch_tag(key, self.kid_size)
                 if tag is not None:
                     self.writer.add_scalar(tag, value, step)
-            grid = self.samples / f"epoch_{epoch:04d}.png"  # SampleGrid's file, when it ran before this callback
+            grid = self.layout.sample_grid(epoch)  # SampleGrid's file, when it ran before this callback
             if self.images and grid.is_file():
-                self.writer.add_image("samples", _read_rgb(grid), step, dataformats="HWC")
+                self.writer.add_image(self.layout.samples.name, _read_rgb(grid), step, dataformats="HWC")
             self.writer.flush()
         except OSError as error:
             raise _wrapped(self.log_dir, error) from error
@@ -122,24 +122,20 @@ class TensorBoardLogger(Callback):
 
 def _read_rgb(path: Path) -> Any:
     """A PNG as an (H, W, 3) uint8 array."""
-    import numpy as np
-    from PIL import Image
-
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
 
 
 class MetricsLog(Callback):
-    """``RUN_DIR/<name>``: a JSON line per log (``{"kind": "step", "step", "time", losses...}``) and per epoch
+    """The run's metrics.jsonl: a JSON line per log (``{"kind": "step", "step", "time", losses...}``) and per epoch
     (``{"kind": "epoch", "time", **row}``), each flushed as it is written."""
 
-    def __init__(self, name: str = METRICS_FILE) -> None:
-        self.name = name
+    def __init__(self) -> None:
         self.handle: TextIO | None = None
 
     def on_train_start(self, info: RunInfo) -> None:
         self.on_train_end(info.state)
-        self.path = info.run_dir / self.name
+        self.path = info.layout.metrics
         kept = _lines_up_to(self.path, info.state.step) if info.state.step else []
         write_text(self.path, "".join(line + "\n" for line in kept))  # a resumed run continues from its step
         try:
@@ -186,3 +182,11 @@ def _lines_up_to(path: Path, step: int) -> list[str]:
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl file, in order."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def default_callbacks(progress: bool = True, tensorboard: bool = True) -> list[Callback]:
+    """What ``ddim train`` shows and writes: progress, grids, history and plot, metrics.jsonl, TensorBoard."""
+    callbacks: list[Callback] = [ProgressBar(enabled=progress), SampleGrid(), HistoryWriter(), MetricsLog()]
+    if tensorboard:
+        callbacks.append(TensorBoardLogger())
+    return callbacks
