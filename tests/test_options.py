@@ -47,9 +47,11 @@ def test_every_config_field_has_exactly_one_option_with_its_help() -> None:
     assert len(fields) == sum(len(dataclasses.fields(cls)) for cls in SECTIONS.values()) - len(recorded)
     actions = config_actions(parse("train").parser)
     assert sorted(action.dest for action in actions) == sorted(fields)  # one each, none twice
-    names = [name for action in actions for name in action.option_strings]
+    names = [action.option_strings[0] for action in actions]
     assert len(names) == len(set(names)) == len(fields)
     assert set(names) == EARLIER_OPTIONS | ADDED_OPTIONS
+    aliases = {alias: action.option_strings[0] for action in actions for alias in action.option_strings[1:]}
+    assert aliases == {"--learning-rate": "--lr"}  # the spelled-out name a user types first
     for action in actions:
         assert action.default is argparse.SUPPRESS  # "not given" until given, so --resume can tell
         assert action.help.count("default:") == 1, action.help  # each default shown once

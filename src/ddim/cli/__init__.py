@@ -13,6 +13,7 @@ import warnings
 from typing import Sequence
 
 from .. import __version__
+from .parser import UNRECOGNIZED, Parser
 
 #: Every command and its one-line help, in the order ``ddim --help`` lists them; each is the module of that name.
 COMMANDS = {
@@ -31,7 +32,7 @@ COMMANDS = {
 
 def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser; the full parsers of ``commands`` (default: all), the others' names and help only."""
-    parser = argparse.ArgumentParser(prog="ddim", description="Train denoising diffusion implicit models and "
+    parser = Parser(prog="ddim", description="Train denoising diffusion implicit models and "
                                      "generate images (a PyTorch port of the Keras DDIM example).",
                                      epilog="Run 'ddim COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"ddim {__version__}")
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_of(argv)
     parser = build_parser([command] if command else [])
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # reported by the command's own parser, which knows its options ("did you mean")
+        getattr(args, "parser", parser).error(UNRECOGNIZED + " ".join(extras))
     if args.command is None:  # bare ``ddim``: the list of commands, on standard output
         parser.print_help(sys.stdout)
         return 0

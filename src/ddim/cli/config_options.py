@@ -76,7 +76,7 @@ def add_field_options(parser: argparse._ActionsContainer, section_cls: type, pre
             extra = {"metavar": spec.metadata.get("metavar", metavar)}
         if kind is yes_no:  # ``--conditional`` alone means yes
             extra.update(nargs="?", const=True)
-        parser.add_argument(option, dest=f"{prefix}.{spec.name}", type=kind, default=argparse.SUPPRESS,
+        parser.add_argument(option, *spec.metadata.get("aliases", ()), dest=f"{prefix}.{spec.name}", type=kind, default=argparse.SUPPRESS,
                             help=text.replace("%", "%%"), **extra)
 
 

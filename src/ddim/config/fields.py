@@ -28,9 +28,10 @@ MAX_EMA_STD = math.sqrt(1 / 12)
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, name: str | None = None,
-           metavar: str | None = None) -> Any:
-    """A dataclass field carrying its command-line option: help, choices, and a name other than ``--field-name``."""
-    metadata = {"help": help, "choices": choices, "name": name, "metavar": metavar}
+           metavar: str | None = None, aliases: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field carrying its command-line option: help, choices, a name other than ``--field-name``, and
+    other spellings the command line also accepts (``aliases``)."""
+    metadata = {"help": help, "choices": choices, "name": name, "metavar": metavar, "aliases": aliases}
     return field(default=default, metadata={key: value for key, value in metadata.items() if value is not None})
 
 

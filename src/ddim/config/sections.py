@@ -107,7 +107,7 @@ class TrainConfig:
 
     epochs: int = option(50, "epochs of training")
     batch_size: int = option(64, "global batch size")
-    lr: float = option(1e-3, "AdamW learning rate (the peak of a schedule)")
+    lr: float = option(1e-3, "AdamW learning rate (the peak of a schedule)", aliases=("--learning-rate",))
     lr_schedule: str = option("constant", "learning rate after the warm-up: constant (the Keras example's), cosine "
                               "(to the floor at --lr-decay-steps, then the floor) or inverse-sqrt (lr / sqrt(step / "
                               "--lr-decay-steps) from that step on, EDM2's; it never needs the run's length)",
