@@ -304,3 +304,29 @@ def test_evaluate_given_images_from_npz_files_and_folders(flowers_splits, flower
     assert main(["evaluate", "--generated", str(tmp_path / "eval.json"), "--data", str(flowers), "--kid-size", "75",
                  "--device", "cpu"]) == 1
     assert "neither a folder of images nor an .npz file" in capsys.readouterr().err
+
+
+def test_kid_from_whole_sets_has_no_made_up_spread(flower_features) -> None:
+    real, generated = flower_features["train"][:12], flower_features["blurred"][:12]
+    mean, std = kid_subsets(real, generated, subsets=100, subset_size=1000)
+    assert mean == pytest.approx(polynomial_mmd(real, generated)) and np.isnan(std)  # one estimate, not "± 0"
+    mean, std = kid_subsets(real, flower_features["blurred"][:40], subsets=20, subset_size=1000)
+    assert std > 0  # the generated side still varies between subsets of 12
+
+
+def test_evaluate_on_a_small_set_says_what_its_numbers_cannot_tell(flowers_splits, flowers: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    np.savez(tmp_path / "few.npz", images=flowers_splits.train[:12])
+    out = tmp_path / "few.json"
+    assert main(["evaluate", "--generated", str(tmp_path / "few.npz"), "--data", str(flowers), "--kid-size", "75",
+                 "--reference", "train", "--json", str(out), "--device", "cpu", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "± 0.00000" not in captured.out and "subsets of 12)" in captured.out  # the size KID really used
+    warnings = [line for line in captured.err.splitlines() if line.startswith("ddim evaluate: warning: ")]
+    assert len(warnings) == 2 and "FID from 12 generated" in warnings[0] and "at least 2,048" in warnings[0]
+    assert "KID from 12 generated" in warnings[1] and "rough estimate" in warnings[1]
+    results = json.loads(out.read_text())
+    assert results["kid_subset_size"] == 12 and len(results["warnings"]) == 2
+    real = len(flowers_splits.train)
+    if real > 12:  # the real side is larger, so subsets of 12 of it differ and the spread is measured
+        assert results["kid_std"] is not None and results["kid_std"] > 0

@@ -105,6 +105,12 @@ def test_study_writes_kid_against_evaluations(tiny_run: Path, tmp_path: Path, mo
         ("ddim eta=1", 4)]  # heun spends 2 * steps - 1: the most steps within 2 is 1 (measured once), within 4 is 2
     assert all(np.isfinite(float(r["kid"])) and np.isfinite(float(r["fid"])) for r in rows)
     assert (tmp_path / "study.png").is_file() and titles == ["tiny flowers"]  # --title reaches the plot
+    assert {int(r["subset_size"]) for r in rows} == {10}  # asked 10 of 12 images: 10 used
+
+    assert main(["study", "--checkpoint", str(tiny_run), "--samplers", "ddim", "--evaluations", "1", "--num", "12",
+                 "--subsets", "3", "--out", str(tmp_path / "whole"), "--device", "cpu", "--no-progress"]) == 0
+    study = json.loads((tmp_path / "whole" / "study.json").read_text())
+    assert study["subset_size"] == study["points"][0]["subset_size"] == 12  # not the default 1000 asked for
 
 
 def test_an_interrupted_study_continues_where_it_stopped(tiny_run: Path, tmp_path: Path, monkeypatch,

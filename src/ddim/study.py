@@ -15,6 +15,7 @@ from .evaluation import (Progress, conditioning_labels, feature_metrics, generat
 from .files import atomic_path
 from .integrity import tensors_sha256
 from .metrics.inception import InceptionFeatures
+from .metrics.sample_size import kid_subset_size, kid_text, sample_size_warnings
 from .model import DiffusionModel
 from .runtime import Runtime
 from .samplers import network_evaluations, steps_for_evaluations
@@ -71,11 +72,16 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
                                        partial_dir=partial_dir, report=report)
         metrics = feature_metrics(real, generated, subsets=subsets, subset_size=subset_size, seed=seed,
                                   kid_batch_size=kid_batch_size)
+        metrics.pop("warnings", None)  # the sizes' warnings: reported once, before the first point
+        used = metrics.pop("kid_subset_size", kid_subset_size(subset_size, len(real), count))
         return {"checkpoint": str(checkpoint), "sampler": label_text, "steps": steps, "evaluations": spent, **metrics,
                 "kid_size": extractor.image_size, "num": count, "num_real": len(real), "reference": reference,
-                "subsets": subsets, "subset_size": subset_size, "seed": seed,
+                "subsets": subsets, "subset_size": used, "seed": seed,
                 "seconds": time.perf_counter() - started, **condition}
 
+    if report is not None:
+        for warning in sample_size_warnings(len(real), count):
+            report(f"warning: {warning}")
     rows: list[dict[str, Any]] = []
     measured = {(row["sampler"], int(row["steps"])): row for row in earlier}
     for name, options in samplers:
@@ -87,8 +93,8 @@ def run_study(model: DiffusionModel, splits: ImageSplits, extractor: InceptionFe
                 row, note = measure(label_text, name, options, steps), ""
             rows.append(row)
             if report is not None:
-                report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID {row['kid']:.4f} ± "
-                       f"{row['kid_std']:.4f}  FID {row['fid']:.2f}{note}")
+                report(f"{row['sampler']:<14} {row['evaluations']:>3} evaluations: KID "
+                       f"{kid_text(row['kid'], row['kid_std'], 4)}  FID {row['fid']:.2f}{note}")
             if on_point is not None:
                 on_point(rows)
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from ..classes import require_conditional
@@ -14,6 +15,7 @@ from ..evaluation import (REFERENCES, EvaluationSettings, evaluate, evaluate_ima
                           partial_folder)
 from ..loading import load_model
 from ..metrics.inception import KID_SIZES, load_inception
+from ..metrics.sample_size import MIN_KID_IMAGES, kid_text
 from . import argtypes, options
 
 
@@ -115,11 +117,16 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace, settings, results: dict, what: str) -> None:
     """The one-line summary (standard error under ``--json -``) and the JSON, when asked for."""
     print(f"KID ({args.kid_size} px, {settings.subsets} subsets of {results['kid_subset_size']}): "
-          f"{results['kid']:.5f} ± {results['kid_std']:.5f}   FID: {results['fid']:.3f}   "
+          f"{kid_text(results['kid'], results['kid_std'])}   FID: {results['fid']:.3f}   "
           f"({what}; vs {results['num_real']} real {settings.reference} images)", file=options.human_output(args))
     for row in results.get("per_class", []):
-        kid = "too few images" if row["kid"] is None else f"{row['kid']:.5f} ± {row['kid_std']:.5f}"
-        print(f"  class {row['index']:>3} {row['class']:<28} KID {kid}  ({row['num_generated']} generated vs "
-              f"{row['num_real']} real)", file=options.human_output(args))
+        print(f"  class {row['index']:>3} {row['class']:<28} KID {kid_text(row['kid'], row['kid_std'])}  "
+              f"({row['num_generated']} generated vs {row['num_real']} real)", file=options.human_output(args))
+    rough = [row for row in results.get("per_class", []) if min(row["num_real"], row["num_generated"]) < MIN_KID_IMAGES]
+    if rough:
+        results["warnings"] = [*results["warnings"], f"{len(rough)} of {len(results['per_class'])} classes have "
+                               f"fewer than {MIN_KID_IMAGES} images on a side: their KID is a rough estimate"]
+    for warning in results["warnings"]:
+        print(f"ddim evaluate: warning: {warning}", file=sys.stderr)
     if args.json_out:
         options.write_json({"command": "evaluate", **results}, args.json_out)

@@ -110,6 +110,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     def save(rows: list[dict], finished: bool = False) -> dict:
         results = {**settings, "protocol": protocol, "finished": finished, "points": rows}
+        if rows:  # the subset size KID really used (capped at the sets), not the one asked for
+            results["subset_size"] = rows[-1]["subset_size"]
         write_study(rows, out / "study.csv")
         options.write_json(results, out / "study.json")
         return results

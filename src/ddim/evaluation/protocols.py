@@ -10,6 +10,7 @@ Two protocols:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,6 +20,7 @@ import numpy as np
 from ..data import ImageSplits
 from ..distributed import Distributed
 from ..metrics.distances import fid_from_features, kid_per_batch, kid_subsets
+from ..metrics.sample_size import kid_subset_size, sample_size_warnings
 from ..metrics.inception import InceptionFeatures, extract_features
 from ..model import DiffusionModel
 from ..runtime import Runtime
@@ -58,10 +60,18 @@ def evaluate_images(generated: np.ndarray, splits: ImageSplits, extractor: Incep
 
 def feature_metrics(real: np.ndarray, generated: np.ndarray, *, subsets: int, subset_size: int, seed: int,
                     kid_batch_size: int = 64) -> dict[str, float]:
-    """KID (mean and std over random subsets), the per-batch KID and FID of two feature sets."""
-    kid_mean, kid_std = kid_subsets(real, generated, subsets=subsets, subset_size=subset_size, seed=seed)
-    return {"kid": kid_mean, "kid_std": kid_std, "kid_per_batch": kid_per_batch(real, generated, kid_batch_size),
-            "fid": fid_from_features(real, generated)}
+    """KID (mean and std over random subsets; std None when every subset is the whole set), the subset size it
+    really used, the per-batch KID, FID, and the warnings the set sizes call for."""
+    kid_mean, kid_std = _kid(real, generated, subsets=subsets, subset_size=subset_size, seed=seed)
+    return {"kid": kid_mean, "kid_std": kid_std, "kid_subset_size": kid_subset_size(subset_size, len(real), len(generated)),
+            "kid_per_batch": kid_per_batch(real, generated, kid_batch_size),
+            "fid": fid_from_features(real, generated), "warnings": sample_size_warnings(len(real), len(generated))}
+
+
+def _kid(real: np.ndarray, generated: np.ndarray, **subsets: int) -> tuple[float, float | None]:
+    """kid_subsets with an undefined spread as None (JSON has no NaN)."""
+    kid_mean, kid_std = kid_subsets(real, generated, **subsets)
+    return kid_mean, None if math.isnan(kid_std) else kid_std
 
 
 def _metrics(real: np.ndarray, generated: np.ndarray, settings: EvaluationSettings, splits: ImageSplits,
@@ -71,7 +81,6 @@ def _metrics(real: np.ndarray, generated: np.ndarray, settings: EvaluationSettin
                           seed=settings.seed, kid_batch_size=settings.kid_batch_size),
         "num_generated": len(generated),
         "num_real": len(real),
-        "kid_subset_size": min(settings.subset_size, len(real), len(generated)),
         "settings": asdict(settings),
         "reference": {"set": settings.reference, "folder": str(splits.folder), "layout": splits.layout,
                       "fingerprint": splits.fingerprint, "features_cache": cache_file and str(cache_file)},
@@ -125,10 +134,10 @@ def evaluate_per_class(model: DiffusionModel, splits: ImageSplits, extractor: In
                                        sampler=settings.sampler, sampler_options=settings.sampler_options,
                                        batch_size=settings.batch_size, runtime=runtime, progress=update,
                                        labels=[label] * num, guidance=settings.guidance)
-        kid, kid_std = kid_subsets(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
-                                   seed=settings.seed)
+        kid, kid_std = _kid(real, generated, subsets=settings.subsets, subset_size=settings.subset_size,
+                            seed=settings.seed)
         rows.append({"class": name, "index": label, "kid": kid, "kid_std": kid_std, "num_generated": num,
-                     "num_real": len(real)})
+                     "num_real": len(real), "kid_subset_size": kid_subset_size(settings.subset_size, len(real), num)})
     return rows
 
 

@@ -56,9 +56,14 @@ def kid_per_batch(real_features: torch.Tensor | np.ndarray, generated_features: 
 def kid_subsets(real_features: torch.Tensor | np.ndarray, generated_features: torch.Tensor | np.ndarray, *,
                 subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
     """The standard protocol's KID: mean and standard deviation of the unbiased estimate over
-    ``subsets`` random subsets of ``subset_size`` (capped at the smaller set) drawn without replacement."""
+    ``subsets`` random subsets of ``subset_size`` (capped at the smaller set) drawn without replacement.
+
+    When both sets are smaller than ``subset_size`` every subset is both whole sets: there is one estimate and no
+    spread, so the standard deviation is NaN (not a 0 that would look precise)."""
     real, generated = _as_float64(real_features), _as_float64(generated_features)
     size = min(subset_size, real.shape[0], generated.shape[0])
+    if size == real.shape[0] == generated.shape[0]:
+        return polynomial_mmd(real, generated), float("nan")
     generator = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(subsets):
