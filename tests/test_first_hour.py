@@ -38,7 +38,36 @@ def test_the_bar_respects_max_steps_and_a_resume_says_where_it_stands(images: Pa
     err = capsys.readouterr().err
     assert f"resuming {run_dir} at step 2 of 4" in err and "epoch 2/2" in err
     assert main(["train", "--resume", str(run_dir), "--max-steps", "4"]) == 0
-    assert f"nothing to do: the run in {run_dir} is complete (4 steps)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"nothing to do: the run in {run_dir} is complete (4 steps)" in err
+    assert f"resume it with a larger length: ddim train --resume {run_dir} --max-steps 8" in err
+
+
+def test_a_young_ema_is_explained_at_sampling_and_a_resume_that_changes_it_says_what_to_do(images: Path,
+                                                                                         tmp_path: Path,
+                                                                                         capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "2"]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(run_dir), "--num", "2", "--steps", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "noise"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "ddim sample: warning: checkpoint " in err and "after 2 steps the EMA network (--ema 0.999) still holds" in err
+    assert "look like noise" in err and "--ema-std 0.1" in err
+
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "4", "--ema-warmup", "yes"]) == 1
+    err = capsys.readouterr().err
+    assert "--ema-warmup was no, now yes" in err and "how the EMA network" in err
+    assert "data order or the objective" not in err  # the reason of the data and loss fields, not of this one
+    suggested = err.split("start a new run from this one's settings: ")[1].split()
+    assert suggested[:3] == ["ddim", "train", "--config"] and Path(suggested[3]).name == "config.json"
+    assert Path(suggested[3]).is_relative_to(run_dir) and suggested[4:6] == ["--ema-warmup", "yes"]
+    suggested[suggested.index("NEW_FOLDER")] = str(tmp_path / "warm")
+    assert main(suggested[1:]) == 0  # the command it gives works as written
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(tmp_path / "warm"), "--num", "2", "--steps", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "flowers"), "--no-progress"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the warmed-up EMA holds none of its initial weights
 
 
 def test_the_end_of_a_run_summarises_it_with_the_next_commands(images: Path, tmp_path: Path, capsys) -> None:

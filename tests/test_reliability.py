@@ -203,7 +203,7 @@ def test_resume_refuses_a_configuration_that_changes_the_computation(flowers: Pa
 
     run_dir = tmp_path / "copy"
     shutil.copytree(uninterrupted, run_dir)
-    with pytest.raises(TrainingError, match="train.batch_size was 16, now 8"):
+    with pytest.raises(TrainingError, match="--batch-size was 16, now 8; it fixes which images"):
         fit(tiny_config(flowers, batch_size=8, epochs=3), run_dir, resume=True)
     with pytest.raises(TrainingError, match=r"model configuration differs .*model.widths"):
         fit(dataclasses.replace(tiny_config(flowers), model=ModelConfig(image_size=16, widths=(8, 8), block_depth=1)),
@@ -212,7 +212,7 @@ def test_resume_refuses_a_configuration_that_changes_the_computation(flowers: Pa
         main(["train", "--resume", str(run_dir), "--widths", "8,32"])
     assert "--widths (8, 32) disagrees with the run being resumed" in capsys.readouterr().err
     assert main(["train", "--resume", str(run_dir), "--seed", "4", "--no-progress"]) == 1
-    assert "train.seed was 3, now 4" in capsys.readouterr().err
+    assert "--seed was 3, now 4" in capsys.readouterr().err
 
 
 def test_resume_falls_back_from_a_truncated_checkpoint_and_names_an_unusable_run(flowers: Path, uninterrupted: Path,

@@ -67,6 +67,17 @@ def ema_decay(decay: float, step: int, warmup: bool, relative_std: float | None 
 YOUNG_SHARE = 0.05
 
 
+def young_ema_note(decay: float, steps: int, warmup: bool, relative_std: float | None = None) -> str | None:
+    """What a user must know about an EMA after ``steps`` updates that still holds :data:`YOUNG_SHARE` or more of
+    its initial (random) weights (None when it does not): its samples look like noise, and how to avoid it."""
+    share = initial_share(decay, steps, warmup, relative_std)
+    if share < YOUNG_SHARE:
+        return None
+    return (f"after {steps} steps the EMA network (--ema {decay}) still holds {share:.0%} of its initial weights, "
+            "so its samples look like noise; train longer, or train short runs with --ema-std 0.1 (EDM2's power "
+            "EMA, as in --recipe improved) or --ema-warmup yes")
+
+
 def initial_share(decay: float, steps: int, warmup: bool, relative_std: float | None = None) -> float:
     """How much of the EMA is still its initial copy after ``steps`` updates: decay**steps (with the warm-up
     the product of its decays, which is negligible after a few steps; with the power function exactly 0)."""

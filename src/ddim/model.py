@@ -13,6 +13,7 @@ from torch import nn
 from .classes import require_conditional
 from .config import ModelConfig, RunConfig
 from .diffusion import Denoiser, Schedule, make_denoiser
+from .layout import CheckpointLayout
 from .network import UNet
 from .normalizer import Normalizer
 from .samplers import SAMPLERS, StepCallback, initial_noise
@@ -28,6 +29,14 @@ class ModelOrigin:
     source: Path
     metadata: Mapping[str, str] = field(default_factory=dict)
     builtin: str | None = None
+
+    @property
+    def step(self) -> int | None:
+        """The training step the weights come from, where it is known (an exported file's metadata, a step_*
+        checkpoint folder's name); None for a ``best`` folder or a file without it."""
+        if "step" in self.metadata and str(self.metadata["step"]).isdigit():
+            return int(self.metadata["step"])
+        return CheckpointLayout(self.source).step if self.source.is_dir() else None
 
     def describe(self) -> str:
         """``checkpoint runs/a/checkpoints/step_000000511`` or ``built-in model pretrained``."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import CONFIG_VERSION, SECTIONS, ConfigError, RunConfig, upgrade_config_dict
+from ..config.fields import field_option, shown
 from ..config.versions import versioned_partial
 from ..recipes import DEFAULT_RECIPE, RecipeError, load_recipe, recipe_names
 from .argtypes import int_list, yes_no
@@ -38,20 +39,6 @@ def _or_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return None if text.strip().lower() == "none" else kind(text)
     parse.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its "invalid ... value"
     return parse
-
-
-def shown(default: Any) -> str:
-    """A default as the command line writes it: yes/no, comma lists, plain values."""
-    if isinstance(default, bool):
-        return "yes" if default else "no"
-    if isinstance(default, tuple):
-        return ",".join(map(str, default))
-    return str(default)
-
-
-def field_option(spec: dataclasses.Field) -> str:
-    """A config field's option name: its metadata's ``name``, else ``--field-name``."""
-    return spec.metadata.get("name") or "--" + spec.name.replace("_", "-")
 
 
 def add_field_options(parser: argparse._ActionsContainer, section_cls: type, prefix: str,

@@ -17,6 +17,7 @@ import torch
 from ..classes import labels_for
 from ..data.generated import is_grid
 from ..data.images import list_images
+from ..ema import young_ema_note
 from ..files import atomic_path
 from ..limits import MAX_IMAGES
 from ..loading import load_model
@@ -77,6 +78,11 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, device=device)
     config, folder = model.origin.config, model.origin.source
     classes = options.class_labels(args, model, model.origin.describe())
+    train = config.train
+    young = None if model.origin.step is None else young_ema_note(train.ema, model.origin.step, train.ema_warmup,
+                                                                   train.ema_std)
+    if young:
+        print(f"ddim sample: warning: {model.origin.describe()}: {young}", file=sys.stderr)
     jobs = image_jobs(args.num, classes, model.class_names)  # (image index of the seed, class) per output
     total = len(jobs)
     if total > MAX_IMAGES:

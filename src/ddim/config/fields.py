@@ -4,7 +4,7 @@ command-line option, the validators, and the tables of choices."""
 from __future__ import annotations
 
 import math
-from dataclasses import field
+from dataclasses import Field, field
 from typing import Any
 
 
@@ -33,6 +33,22 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, n
     other spellings the command line also accepts (``aliases``)."""
     metadata = {"help": help, "choices": choices, "name": name, "metavar": metavar, "aliases": aliases}
     return field(default=default, metadata={key: value for key, value in metadata.items() if value is not None})
+
+
+def field_option(spec: Field) -> str:
+    """A config field's command-line option: its metadata's ``name``, else ``--field-name``."""
+    return spec.metadata.get("name") or "--" + spec.name.replace("_", "-")
+
+
+def shown(value: Any) -> str:
+    """A config value as the command line writes it: yes/no, none, comma lists, plain values."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def recorded(default: Any, help: str) -> Any:

@@ -77,7 +77,10 @@ def _fit(setup: TrainingSetup, run: TrainProgress, notices: list[str],
         said.append(f"{setup.splits.upscaled} images are smaller than {config.model.image_size} px and were upscaled")
     if run.state.step:
         said.append(f"resuming {layout.root} at step {run.state.step} of {total_steps}" if run.state.step < total_steps
-                    else f"nothing to do: the run in {layout.root} is complete ({run.state.step} steps)")
+                    else f"nothing to do: the run in {layout.root} is complete ({run.state.step} steps); to train "
+                    f"it further, resume it with a larger length: ddim train --resume {layout.root} "
+                    + (f"--max-steps {2 * run.state.step}" if config.train.max_steps is not None else
+                       f"--epochs {config.train.epochs + 10}"))
     said.extend(_ema_notice(config, total_steps))
     hooks.on_train_start(RunInfo(layout, config, run.state, setup.session.runtime, steps_per_epoch, total_steps,
                                  describe(setup), tuple(said + notices), setup.model, setup.validation.count))
@@ -103,7 +106,8 @@ def _ema_notice(config: RunConfig, total_steps: int) -> list[str]:
         return []
     return [f"this run ({total_steps} steps) is too short for --ema {train.ema}: at its end the EMA network "
             f"still holds {share:.0%} of its initial weights, so its grids and KID look like noise; for short runs "
-            "use --ema-warmup yes (or a lower --ema); grids of such epochs say so in their caption"]
+            "use --ema-std 0.1 (EDM2's power EMA, as in --recipe improved) or --ema-warmup yes, from the start "
+            "(a resume keeps the run's EMA); grids of such epochs say so in their caption"]
 
 
 def _stop_requested(setup: TrainingSetup, stops: StopRequests) -> bool:

@@ -3,6 +3,7 @@ it recorded, after checking that the configuration and the images continue the s
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import torch
 
 from .. import checkpoint as ckpt
 from ..config import RunConfig
+from ..config.fields import field_option, shown
+from ..layout import CheckpointLayout
 from .errors import TrainingError
 from .progress import TrainProgress
 from .setup import TrainingSetup
@@ -32,9 +35,23 @@ def check_resume_config(saved: RunConfig, config: RunConfig, where: Path) -> Non
         for name in names:
             before, now = getattr(getattr(saved, section), name), getattr(getattr(config, section), name)
             if before != now:
-                raise TrainingError(f"cannot resume {where}: {section}.{name} was {before!r}, now {now!r}; "
-                                    "it fixes the data order or the objective, so a resumed run could not "
-                                    "continue the same computation")
+                option = field_option(next(spec for spec in fields(getattr(config, section)) if spec.name == name))
+                raise TrainingError(f"cannot resume {where}: {option} was {shown(before)}, now "
+                                    f"{shown(now)}; {_why_fixed(section, name)}, so the resumed run would not "
+                                    f"be the run it continues. To train with {option} {shown(now)}, start a new "
+                                    f"run from this one's settings: ddim train --config {CheckpointLayout(where).config} "
+                                    f"{option} {shown(now)} --run-dir NEW_FOLDER")
+
+
+def _why_fixed(section: str, name: str) -> str:
+    """Why a resume may not change this field, in the user's terms."""
+    if section == "data" or name in ("batch_size", "seed"):
+        return "it fixes which images are trained on, in what order and with what noise"
+    if name.startswith("ema"):
+        return "it fixes how the EMA network (the one that draws every sample) averages the weights it has seen"
+    if name.startswith("lr_"):
+        return "it fixes the learning-rate schedule (the peak, --lr, may change on a resume)"
+    return "it fixes the training objective"
 
 
 def restore(setup: TrainingSetup) -> tuple[TrainProgress, list[str]]:
