@@ -100,3 +100,26 @@ def test_each_log_carries_the_learning_rate_and_throughput(images: Path, tmp_pat
 def test_an_offline_download_failure_says_how_to_use_a_local_copy(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="point --data at a local copy"):
         download_flowers102(tmp_path / "cache", f"file://{tmp_path}/no-such-mirror/")
+
+
+def test_an_unreadable_image_names_the_way_past_it_and_a_failed_start_leaves_no_run_folder(tmp_path: Path,
+                                                                                           capsys) -> None:
+    from conftest import write_images
+
+    folder = tmp_path / "mine"
+    write_images(folder, 32, size=(20, 18))
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    run_dir = tmp_path / "runs" / "first"
+    assert main(["train", "--data", str(folder), "--run-dir", str(run_dir), *TINY, "--max-steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot read image" in err and "broken.jpg" in err
+    assert "ddim train --skip-unreadable yes leaves unreadable images out" in err
+    assert not run_dir.exists()  # not a folder holding only .lock, which would look like a run
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")  # a folder the user made is kept, with what it holds
+    assert main(["train", "--data", str(folder), "--run-dir", str(tmp_path / "kept"), *TINY, "--max-steps", "1"]) == 1
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == [".lock", "notes.txt"]
+    capsys.readouterr()
+    assert main(["train", "--data", str(folder), "--run-dir", str(run_dir), *TINY, "--max-steps", "1",
+                 "--skip-unreadable", "yes"]) == 0
+    assert "skipped 1 unreadable images" in capsys.readouterr().err

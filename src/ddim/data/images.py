@@ -114,10 +114,11 @@ def load_images(paths: Sequence[Path], image_size: int, *, skip_unreadable: bool
     def load_one(path: Path) -> tuple[np.ndarray, bool] | None:
         try:
             return decode(path, image_size)
-        except DataError:
+        except DataError as error:
             if skip_unreadable:
                 return None
-            raise
+            raise DataError(f"{error} (ddim train --skip-unreadable yes leaves unreadable images out and trains "
+                            "on the rest)") from error
         finally:
             if progress is not None:
                 progress(1)

@@ -88,14 +88,17 @@ def with_classes(config: RunConfig, splits: ImageSplits) -> RunConfig:
     return dataclasses.replace(config, model=dataclasses.replace(model, class_names=splits.class_names))
 
 
-def prepare_run_dir(layout: RunLayout, resume: bool, session: Session) -> FolderLock | None:
+def prepare_run_dir(layout: RunLayout, resume: bool, session: Session) -> tuple[FolderLock | None, bool]:
     """Create and lock the run folder (rank 0), refusing another process's run, an existing run (unless
-    resuming) and an unwritable folder; returns rank 0's lock (None on other ranks)."""
+    resuming) and an unwritable folder; returns rank 0's lock (None on other ranks) and whether it created the
+    folder."""
     distributed, run_dir = session.distributed, layout.root
     lock = None
     failure = None
+    created = False
     if distributed.is_main:
         try:
+            created = not run_dir.exists()
             run_dir.mkdir(parents=True, exist_ok=True)
             lock = FolderLock(run_dir).acquire()
             probe = run_dir / ".write-test"
@@ -113,7 +116,20 @@ def prepare_run_dir(layout: RunLayout, resume: bool, session: Session) -> Folder
     failure = distributed.broadcast(failure)
     if failure:
         raise TrainingError(failure)
-    return lock
+    return lock, created
+
+
+def _give_up_run_dir(layout: RunLayout, lock: FolderLock | None, created: bool) -> None:
+    """After a failed setup: release the lock, and remove the folder if this run created it and it holds nothing
+    but the lock file (a mistyped --data must not leave an empty run folder that looks like a run)."""
+    if lock is None:
+        return
+    if created and {path.name for path in layout.root.iterdir()} <= {lock.path.name}:
+        lock.path.unlink(missing_ok=True)
+        lock.release()
+        layout.root.rmdir()
+        return
+    lock.release()
 
 
 def build_setup(config: RunConfig, layout: RunLayout, session: Session, *, resume: bool = False,
@@ -124,12 +140,11 @@ def build_setup(config: RunConfig, layout: RunLayout, session: Session, *, resum
     if train.batch_size % session.distributed.world_size:
         raise TrainingError(f"--batch-size {train.batch_size} is the global batch and must be divisible by the "
                             f"{session.distributed.world_size} processes")
-    lock = prepare_run_dir(layout, resume, session)
+    lock, created = prepare_run_dir(layout, resume, session)
     try:
         return _build(config, layout, session, splits, kid_extractor, progress, lock)
     except BaseException:
-        if lock is not None:
-            lock.release()
+        _give_up_run_dir(layout, lock, created)
         raise
 
 
