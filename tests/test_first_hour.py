@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -29,12 +30,12 @@ def test_a_short_run_says_why_its_grids_look_like_noise_and_how_to_change_it(ima
 
 def test_the_bar_respects_max_steps_and_a_resume_says_where_it_stands(images: Path, tmp_path: Path, capsys) -> None:
     run_dir = tmp_path / "run"
-    common = [*TINY, "--log-every", "1"]
+    common = [*TINY, "--log-every", "1", "--log-format", "bar"]  # capsys is no terminal: ask for the bar
     assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *common, "--max-steps", "2",
                  "--epochs", "50"]) == 0
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "2/2" in err and "epoch 1/50" not in err and "/150" not in err
-    assert main(["train", "--resume", str(run_dir), "--max-steps", "4"]) == 0
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "4", "--log-format", "bar"]) == 0
     err = capsys.readouterr().err
     assert f"resuming {run_dir} at step 2 of 4" in err and "epoch 2/2" in err
     assert main(["train", "--resume", str(run_dir), "--max-steps", "4"]) == 0
@@ -123,3 +124,25 @@ def test_an_unreadable_image_names_the_way_past_it_and_a_failed_start_leaves_no_
     assert main(["train", "--data", str(folder), "--run-dir", str(run_dir), *TINY, "--max-steps", "1",
                  "--skip-unreadable", "yes"]) == 0
     assert "skipped 1 unreadable images" in capsys.readouterr().err
+
+
+def test_a_log_file_gets_plain_lines_one_per_epoch_with_the_time_left(images: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def train(run: str, *extra: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "ddim", "train", "--data", str(images), "--run-dir",
+                                 str(tmp_path / run), *TINY, "--epochs", "2", *extra],
+                                capture_output=True, timeout=600)  # bytes: text mode would turn \r into \n
+        assert result.returncode == 0, result.stderr
+        return result.stderr.decode()
+
+    log = train("auto")  # standard error is a pipe here, as when redirected to a file: plain lines
+    assert "\r" not in log
+    epochs = [line for line in log.splitlines() if line.startswith("ddim: epoch ")]
+    assert [line.split()[2] for line in epochs] == ["1/2", "2/2"]
+    assert all("train_noise_loss=" in line and "img/s" in line for line in epochs)
+    assert epochs[0].endswith(" left") and not epochs[1].endswith(" left")  # nothing is left after the last
+    assert re.search(rf"ddim: training on \d+ images \(\d+ for validation\) from {re.escape(str(images))}", log)
+    assert train("quiet", "--no-progress").count("ddim: epoch ") == 2  # --no-progress: plain lines, not silence
+    assert "\r" in train("bar", "--log-format", "bar")  # asked for: the live bar, even into a pipe

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sys
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
@@ -23,7 +24,11 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         help="folder for config, samples, history and checkpoints (default: runs/<date-time>)")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its latest checkpoint")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    parser.add_argument("--log-format", choices=("auto", "bar", "plain"), default="auto",
+                        help="bar: a live progress bar and a line per epoch; plain: one line per epoch (losses, KID, "
+                        "images/s, time left) and no carriage returns, for log files; auto: bar on a terminal, "
+                        "plain otherwise (default: auto)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the same as --log-format plain)")
     parser.add_argument("--no-tensorboard", action="store_true",
                         help="do not write TensorBoard event files (default: written to RUN_DIR/tensorboard)")
     config_options.add_config_options(parser)
@@ -51,6 +56,13 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
     return base
 
 
+def log_style(args: argparse.Namespace) -> str:
+    """``bar`` or ``plain``: --no-progress and a standard error that is not a terminal mean plain lines."""
+    if args.no_progress or args.log_format == "plain":
+        return "plain"
+    return "bar" if args.log_format == "bar" or sys.stderr.isatty() else "plain"
+
+
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     resume = args.resume is not None
@@ -66,10 +78,11 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         config = config_options.config_from_args(args, base)
     except ConfigError as error:
         config_options.config_error(parser, error)
-    show = not args.no_progress
+    style = log_style(args)
     try:
-        fit(config, run_dir, resume=resume, callbacks=default_callbacks(progress=show, tensorboard=not args.no_tensorboard),
-            progress=options.progress_factory(show))
+        fit(config, run_dir, resume=resume,
+            callbacks=default_callbacks(tensorboard=not args.no_tensorboard, log_style=style),
+            progress=options.progress_factory(style == "bar"))
     except DeviceError as error:  # the device is resolved first, before any work: a usage error
         parser.error(str(error))
     return 0

@@ -7,6 +7,7 @@ can never be silently ignored. Callbacks run on rank 0 only.
 
 from __future__ import annotations
 
+import datetime
 import math
 import sys
 import time
@@ -110,12 +111,22 @@ def _format(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
     return " ".join(f"{key}={metrics[key]:.4f}" for key in keys if key in metrics)
 
 
-class ProgressBar(Callback):
-    """What the run is about, one bar for the whole run (its ETA included), a line per epoch, a summary."""
+LOG_STYLES = ("bar", "plain")  #: a live bar with a line per epoch, or plain lines only (for log files)
 
-    def __init__(self, file: Any = None, enabled: bool = True) -> None:
+
+class ProgressBar(Callback):
+    """What the run is about, one bar for the whole run (its ETA included), a line per epoch, a summary.
+
+    ``style="plain"``: no bar, no carriage returns; each epoch's line carries the time left instead (for a log
+    file or a terminal that is not one). ``enabled=False``: only the notices and the summary.
+    """
+
+    def __init__(self, file: Any = None, enabled: bool = True, style: str = "bar") -> None:
+        if style not in LOG_STYLES:
+            raise ValueError(f"log style must be one of {LOG_STYLES}, got {style!r}")
         self.file = file or sys.stderr
         self.enabled = enabled
+        self.style = style
         self.bar: tqdm | None = None
 
     def on_train_start(self, info: RunInfo) -> None:
@@ -126,7 +137,7 @@ class ProgressBar(Callback):
             print(f"ddim: {notice}", file=self.file)
         if self.enabled:
             print(f"ddim: {info.description}", file=self.file)
-        if info.state.step < info.total_steps:
+        if info.state.step < info.total_steps and self.style == "bar":
             self.bar = tqdm(total=info.total_steps, initial=info.state.step, unit="step", file=self.file,
                             disable=not self.enabled, dynamic_ncols=True, desc=self._epoch_label(info.state.step))
 
@@ -144,8 +155,18 @@ class ProgressBar(Callback):
         val = _format(row, ("val_noise_loss", "val_image_loss", "val_kid"))
         line = (f"epoch {epoch}/{self.epochs} step {int(row['step'])}: {train} | {val} | "
                 f"{row['seconds']:.1f} s, {row['images_per_second']:.0f} img/s")
-        if self.enabled:
+        if self.enabled and self.style == "plain":
+            print(f"ddim: {line}{self._time_left(int(row['step']))}", file=self.file, flush=True)
+        elif self.enabled:
             tqdm.write(line, file=self.file)
+
+    def _time_left(self, step: int) -> str:
+        """`` | 1:02:03 left`` from this session's pace (empty at the end)."""
+        done, left = step - self.first_step, self.info.total_steps - step
+        if done <= 0 or left <= 0:
+            return ""
+        seconds = (time.perf_counter() - self.started) / done * left
+        return f" | {datetime.timedelta(seconds=round(seconds))} left"
 
     def on_train_end(self, state: TrainState) -> None:
         if self.bar is not None:

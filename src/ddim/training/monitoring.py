@@ -184,9 +184,11 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def default_callbacks(progress: bool = True, tensorboard: bool = True) -> list[Callback]:
-    """What ``ddim train`` shows and writes: progress, grids, history and plot, metrics.jsonl, TensorBoard."""
-    callbacks: list[Callback] = [ProgressBar(enabled=progress), SampleGrid(), HistoryWriter(), MetricsLog()]
+def default_callbacks(progress: bool = True, tensorboard: bool = True, log_style: str = "bar") -> list[Callback]:
+    """What ``ddim train`` shows and writes: progress (a bar or plain lines, see :class:`ProgressBar`), grids,
+    history and plot, metrics.jsonl, TensorBoard."""
+    callbacks: list[Callback] = [ProgressBar(enabled=progress, style=log_style), SampleGrid(), HistoryWriter(),
+                                 MetricsLog()]
     if tensorboard:
         callbacks.append(TensorBoardLogger())
     return callbacks
