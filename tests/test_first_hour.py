@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -146,3 +147,44 @@ def test_a_log_file_gets_plain_lines_one_per_epoch_with_the_time_left(images: Pa
     assert re.search(rf"ddim: training on \d+ images \(\d+ for validation\) from {re.escape(str(images))}", log)
     assert train("quiet", "--no-progress").count("ddim: epoch ") == 2  # --no-progress: plain lines, not silence
     assert "\r" in train("bar", "--log-format", "bar")  # asked for: the live bar, even into a pipe
+
+
+def own_images_commands() -> list[list[str]]:
+    """The commands of the README's "Train on your own images" section, as written (its first bash block)."""
+    import re
+    import shlex
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Train on your own images"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [shlex.split(line) for line in block.splitlines() if line.strip()]
+
+
+def test_the_own_images_section_of_the_readme_runs_as_written_on_a_small_folder(tmp_path: Path, monkeypatch,
+                                                                                capsys) -> None:
+    """The section's commands, run in a folder holding ``mine``; training gets only the options that make it
+    tiny (narrow, 16 px, 4 steps) appended, which override the recipe's as on any command line."""
+    from conftest import write_images
+
+    commands = own_images_commands()
+    assert [command[:2] for command in commands] == [["ddim", "train"], ["ddim", "sample"], ["ddim", "evaluate"]]
+    assert commands[0][2:4] == ["--recipe", "laptop"]
+    write_images(tmp_path / "mine", 40, size=(24, 20))
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "8", "--max-steps", "4",
+            "--plot-images", "2", "--plot-steps", "2", "--device", "cpu", "--no-tensorboard"]
+    assert main(commands[0][1:] + tiny) == 0
+    err = capsys.readouterr().err
+    assert "too short" not in err  # the recipe's power EMA: even 4 steps are not an average of random weights
+    config = json.loads((tmp_path / "runs" / "mine" / "config.json").read_text())
+    assert config["data"]["flip"] and config["data"]["repeats"] == 50 and config["train"]["ema_std"] == 0.1
+    assert main(commands[1][1:] + ["--steps", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert len(list((tmp_path / "runs" / "mine" / "final").glob("*.png"))) >= 16
+    capsys.readouterr()
+    assert main(commands[2][1:] + ["--steps", "2", "--device", "cpu", "--no-progress"]) == 0
+    results = json.loads((tmp_path / "runs" / "mine" / "evaluate.json").read_text())
+    assert results["num_real"] == 40 and results["kid_subset_size"] == 40  # every image of the folder
+    err = capsys.readouterr().err
+    assert "warning: FID from 40 generated vs 40 real images is biased upwards" in err  # as the section says
