@@ -188,3 +188,35 @@ def test_the_own_images_section_of_the_readme_runs_as_written_on_a_small_folder(
     assert results["num_real"] == 40 and results["kid_subset_size"] == 40  # every image of the folder
     err = capsys.readouterr().err
     assert "warning: FID from 40 generated vs 40 real images is biased upwards" in err  # as the section says
+
+
+def test_files_copied_in_from_another_run_are_named_as_such_not_blamed_on_the_data(images: Path, tmp_path: Path,
+                                                                                  capsys) -> None:
+    import shutil
+
+    from conftest import STATE
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--data", str(images), "--run-dir", str(first), *TINY, "--max-steps", "3"]) == 0
+    assert main(["train", "--data", str(images), "--run-dir", str(second), *TINY, "--max-steps", "3",
+                 "--seed", "7"]) == 0
+    step = "step_000000003"
+    shutil.copyfile(second / "checkpoints" / step / STATE, first / "checkpoints" / step / STATE)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(first), "--max-steps", "6"]) == 1
+    err = capsys.readouterr().err
+    assert f"its {STATE} does not belong to its model.safetensors (it was written with other weights)" in err
+    assert "are not the ones the run was trained on" not in err  # the data is right
+    assert (first / "checkpoints" / step).is_dir()  # the user's files are left where they are
+
+    other = tmp_path / "other"  # another image size, conditional or not: another model
+    assert main(["train", "--data", str(images), "--run-dir", str(other), *TINY, "--max-steps", "4",
+                 "--widths", "8,8"]) == 0
+    shutil.copytree(other / "checkpoints" / "step_000000004", second / "checkpoints" / "step_000000004")
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(second), "--num", "1", "--steps", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"the latest checkpoint of {second}, step_000000004, is not this run's model (model.widths" in err
+    assert main(["sample", "--checkpoint", str(second / "checkpoints" / "step_000000004"), "--num", "1", "--steps",
+                 "1", "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0  # asked for itself

@@ -65,7 +65,8 @@ def write_checkpoint(folder: Path, model: DiffusionModel, config: RunConfig,
                     "model_config": json.dumps(config.to_dict()["model"])}
         write_safetensors(tensors, staging.weights, metadata=metadata)
         staging.config.write_text(config.to_json())  # the folder as a whole is renamed into place
-        if training_state is not None:
+        if training_state is not None:  # bound to these weights: a state copied in from elsewhere is refused
+            training_state = {**training_state, "weights_sha256": metadata["sha256"]}
             buffer = io.BytesIO()  # torch.save reports a full disk as a RuntimeError: serialise in memory first
             torch.save(training_state, buffer)
             staging.training_state.write_bytes(buffer.getvalue())

@@ -54,6 +54,23 @@ def _why_fixed(section: str, name: str) -> str:
     return "it fixes the training objective"
 
 
+def _check_state_belongs(folder: Path, raw: dict[str, Any], metadata: dict[str, str]) -> None:
+    """Refuse a training state that was not written with this checkpoint's weights (copied in from another
+    checkpoint or run): resuming it would pair one run's optimiser and data order with another's weights."""
+    checkpoint = CheckpointLayout(folder)
+    written_with = raw.get("weights_sha256")  # absent before ddim 0.4: only the step can be compared
+    if written_with is not None and written_with != metadata.get("sha256"):
+        reason = "it was written with other weights"
+    elif checkpoint.step is not None and raw["step"] != checkpoint.step:
+        reason = f"it is the state of step {raw['step']}"
+    else:
+        return
+    raise TrainingError(f"cannot resume {folder}: its {checkpoint.training_state.name} does not belong to its "
+                        f"{checkpoint.weights.name} ({reason}); it was copied from another checkpoint or run. Put "
+                        "back this checkpoint's own training state, or move this checkpoint out to resume from the "
+                        "one before")
+
+
 def restore(setup: TrainingSetup) -> tuple[TrainProgress, list[str]]:
     """The progress of the newest readable checkpoint of the run, its weights and optimiser state loaded into the
     setup's (a fresh start if it has none); returns the progress and what the user must be told.
@@ -66,7 +83,7 @@ def restore(setup: TrainingSetup) -> tuple[TrainProgress, list[str]]:
     progress = TrainProgress.start(setup)
     for folder in reversed(setup.layout.step_checkpoints()):
         try:
-            saved, saved_config, _ = ckpt.load_checkpoint(folder, device=setup.session.runtime.device)
+            saved, saved_config, metadata = ckpt.load_checkpoint(folder, device=setup.session.runtime.device)
             state, raw = ckpt.read_training_state(folder)
             break
         except ckpt.CheckpointError as error:
@@ -80,6 +97,7 @@ def restore(setup: TrainingSetup) -> tuple[TrainProgress, list[str]]:
         if errors:
             raise TrainingError(f"cannot resume {setup.layout.root}: no readable checkpoint ({'; '.join(errors)})")
         return progress, notices  # interrupted before its first checkpoint: the run starts from the beginning
+    _check_state_belongs(folder, raw, metadata)
     check_resume_config(saved_config, setup.config, folder)
     if raw.get("data_fingerprint", setup.pixels_sha256) != setup.pixels_sha256:
         raise TrainingError(f"cannot resume {folder}: the images of --data {setup.config.data.path} are not the ones "
