@@ -227,3 +227,24 @@ def test_a_grid_caption_goes_in_a_strip_below_and_leaves_the_images_alone(tmp_pa
     assert captioned.shape[1] == plain.shape[1] and captioned.shape[0] > plain.shape[0]
     assert np.array_equal(captioned[:plain.shape[0]], plain)
     assert (captioned[plain.shape[0]:] < 128).any()  # some text was drawn
+
+
+def test_a_run_resumed_inside_an_epoch_logs_that_epoch_once(images: Path, tmp_path: Path) -> None:
+    """--max-steps 2 ends inside the first epoch (3 steps): its partial row is replaced when the epoch completes,
+    in the history, metrics.jsonl and TensorBoard alike."""
+    import json
+
+    from conftest import TINY_SYNTHETIC_TRAIN
+
+    from ddim.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY_SYNTHETIC_TRAIN, "--max-steps", "2",
+                 "--log-every", "1"]) == 0
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "6"]) == 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in records if r["kind"] == "epoch"] == [(1, 3), (2, 6)]
+    assert [r["step"] for r in records if r["kind"] == "step"] == [1, 2, 3, 4, 5, 6]
+    accumulator = events(run_dir / "tensorboard")
+    assert sorted(scalars(accumulator, "epoch/train_noise_loss")) == [3, 6]
+    assert sorted(scalars(accumulator, "val/noise_loss")) == [3, 6]

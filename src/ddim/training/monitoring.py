@@ -79,7 +79,9 @@ class TensorBoardLogger(Callback):
         self.log_dir = info.layout.tensorboard
         self.layout = info.layout
         self.kid_size = info.config.train.kid_image_size
-        purge = info.state.step + 1 if info.state.step else None  # resumed: hide what followed the checkpoint
+        # resumed: hide what followed the checkpoint, and from a checkpoint inside an epoch (a --max-steps end) also
+        # the partial epoch's points at that step, which the completed epoch writes again
+        purge = (info.state.step + (info.state.step % info.steps_per_epoch == 0)) if info.state.step else None
         try:
             self.writer = self.writer_class(str(self.log_dir), purge_step=purge, flush_secs=self.flush_secs)
             self._close = weakref.finalize(self, self.writer.close)  # also at interpreter exit (an interrupted run)
@@ -137,6 +139,9 @@ class MetricsLog(Callback):
         self.on_train_end(info.state)
         self.path = info.layout.metrics
         kept = _lines_up_to(self.path, info.state.step) if info.state.step else []
+        if info.state.step % info.steps_per_epoch:  # resumed inside an epoch: its partial record is written again
+            kept = [line for line in kept if not (json.loads(line).get("kind") == "epoch"
+                                                  and json.loads(line).get("step") == info.state.step)]
         write_text(self.path, "".join(line + "\n" for line in kept))  # a resumed run continues from its step
         try:
             self.handle = open(self.path, "a")  # noqa: SIM115 (open for the whole run)
