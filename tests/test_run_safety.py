@@ -19,6 +19,7 @@ from conftest import (
     loaded,
     step_checkpoints,
     step_dir_name,
+    training_state,
     write_images,
 )
 from safetensors import safe_open
@@ -252,3 +253,59 @@ def test_a_grid_that_cannot_be_written_stops_cleanly_and_the_resumed_run_draws_i
     monkeypatch.setattr(reports, "save_image", original)
     assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
     assert (run_dir / "samples" / "epoch_0001.png").is_file() and (run_dir / "samples" / "epoch_0002.png").is_file()
+
+
+# Runs ddim with every rename that replaces the best checkpoint counted; the K-th kills the process (SIGKILL, so no
+# cleanup runs) just before it happens, as `strace -e inject=rename:signal=KILL:when=K` did in the audit.
+KILL_AT_BEST_RENAME = """
+import os, signal, sys
+from pathlib import Path
+kill_at, count, rename = int(sys.argv[1]), [0], Path.rename
+def counted(self, target):
+    if "best" in Path(self).name or "best" in Path(target).name:
+        count[0] += 1
+        print("best rename", count[0], Path(self).name, "->", Path(target).name, file=sys.stderr, flush=True)
+        if count[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return rename(self, target)
+Path.rename = counted
+from ddim.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def best_is_consistent(run_dir: Path) -> None:
+    """The best checkpoint exists, loads, and is the one whose KID the run's latest state calls the best."""
+    latest = training_state(step_checkpoints(run_dir)[-1])
+    best = run_dir / "checkpoints" / "best"
+    assert best.is_dir(), sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    loaded(best)
+    row = next(r for r in latest["history"] if r["step"] == training_state(best)["step"])
+    assert row["val_kid"] == latest["best_kid"] == min(r["val_kid"] for r in latest["history"])
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith((".tmp-", ".old-"))]
+
+
+def test_a_kill_at_any_rename_of_the_best_checkpoint_loses_no_best(flowers: Path, tmp_path: Path, capsys) -> None:
+    # real flowers and a fast-following EMA: the KID improves every epoch, so the best is replaced every epoch
+    arguments = ["train", "--data", str(flowers), "--widths", "8,16", "--block-depth", "1", "--image-size", "16",
+                 "--batch-size", "16", "--repeats", "2", "--train-images", "48", "--validation-images", "16",
+                 "--plot-images", "4", "--plot-steps", "2", "--device", "cpu", "--no-tensorboard", "--no-progress",
+                 "--epochs", "3", "--kid-every", "1", "--kid-steps", "2", "--ema-std", "0.1", "--lr", "3e-3",
+                 "--keep-checkpoints", "1"]
+
+    def run(kill_at: int, run_dir: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", KILL_AT_BEST_RENAME, str(kill_at), *arguments, "--run-dir",
+                               str(run_dir)], capture_output=True, text=True, timeout=600)
+
+    straight = run(0, tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    renames = straight.stderr.count("best rename")
+    assert renames >= 3  # a first best and at least one replacement (two renames each)
+    best_is_consistent(tmp_path / "straight")
+    for kill_at in range(1, renames + 1):
+        run_dir = tmp_path / f"killed-{kill_at}"
+        killed = run(kill_at, run_dir)
+        assert killed.returncode == -9, killed.stderr  # SIGKILL
+        capsys.readouterr()
+        assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0, capsys.readouterr().err
+        best_is_consistent(run_dir)

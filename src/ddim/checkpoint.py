@@ -96,18 +96,60 @@ def _discard(folder: Path) -> None:
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` step checkpoints (the best is never touched) and crash leftovers."""
+    """Delete all but the newest ``keep`` step checkpoints (the best is never touched) and crash leftovers, after
+    finishing a replacement of the best checkpoint that a crash interrupted (:func:`recover_best`)."""
     run = RunLayout(Path(run_dir))
+    recover_best(run.root)
     for old in run.step_checkpoints()[:-keep]:
         _discard(old)
     for stale in [*run.checkpoints.glob(".tmp-*"), *run.checkpoints.glob(".trash-*")]:  # a crash mid-write/delete
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def recover_best(run_dir: Path) -> None:
+    """Finish what a crash interrupted while the best checkpoint was being replaced.
+
+    :func:`write_checkpoint` writes the new best completely into ``.tmp-best-*`` (every file synced), moves the
+    old one aside to ``.old-best-*``, renames the new one in, then deletes the old one. So a complete staging
+    folder is always the newest best: it is renamed in (the old one moved aside first, as before); only when
+    there is none is a best that was moved aside put back. An incomplete staging folder (a crash while it was
+    written) is left for pruning.
+    """
+    run = RunLayout(Path(run_dir))
     best = run.best.folder
-    for old_best in sorted(run.checkpoints.glob(f".old-{best.name}-*")):
-        if not best.exists():  # a crash between moving the old best aside and renaming the new one in
-            old_best.rename(best)
-        else:
-            shutil.rmtree(old_best, ignore_errors=True)
+    if not run.checkpoints.is_dir():
+        return
+    staged = [folder for folder in run.checkpoints.glob(f".tmp-{best.name}-*") if _complete(folder)]
+    olds = sorted(run.checkpoints.glob(f".old-{best.name}-*"), key=lambda folder: folder.stat().st_mtime)
+    if staged:
+        newest = max(staged, key=lambda folder: folder.stat().st_mtime)
+        if best.exists():
+            aside = run.checkpoints / f".old-{best.name}-{os.getpid()}"
+            shutil.rmtree(aside, ignore_errors=True)
+            best.rename(aside)
+            olds.append(aside)
+        newest.rename(best)
+        fsync_dir(run.checkpoints)
+    elif not best.exists() and olds:
+        olds.pop().rename(best)
+        fsync_dir(run.checkpoints)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _complete(folder: Path) -> bool:
+    """Whether a staged checkpoint folder was written to its end: its weights match their checksum and its
+    configuration and training state are there."""
+    checkpoint = CheckpointLayout(folder)
+    if not (checkpoint.config.is_file() and checkpoint.training_state.is_file()):
+        return False
+    try:
+        tensors, metadata = read_safetensors(checkpoint.weights)
+        check_tensors(checkpoint.weights, tensors, metadata, required=True)
+        json.loads(checkpoint.config.read_text())
+    except (CheckpointError, OSError, ValueError):
+        return False
+    return True
 
 
 def resolve_checkpoint(path: Path) -> Path:

@@ -80,6 +80,8 @@ def restore(setup: TrainingSetup) -> tuple[TrainProgress, list[str]]:
     readable ones.
     """
     errors, notices = [], []
+    if setup.session.distributed.is_main:
+        ckpt.recover_best(setup.layout.root)  # a crash while the best checkpoint was being replaced
     progress = TrainProgress.start(setup)
     for folder in reversed(setup.layout.step_checkpoints()):
         try:
