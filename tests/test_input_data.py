@@ -307,3 +307,25 @@ def test_bad_folders_and_mismatched_inputs_are_refused_naming_them(tmp_path: Pat
     (tmp_path / "nothing").mkdir()
     with pytest.raises(DataError, match=r"no images found in .*nothing"):
         read_generated([tmp_path / "nothing"])
+
+
+def test_phone_photos_come_out_upright_and_float_tiffs_are_not_black(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from ddim.data.images import load_image, read_rgb
+
+    upright = np.zeros((40, 20, 3), dtype=np.uint8)  # tall: red top half, blue bottom half
+    upright[:20, :, 0] = 255
+    upright[20:, :, 2] = 255
+    stored = Image.fromarray(np.rot90(upright, k=1).copy())  # as a camera stores it, turned (20 tall, 40 wide)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view": np.rot90(k=1) turned it 90 counter-clockwise
+    stored.save(tmp_path / "phone.png", exif=exif.tobytes())
+    pixels = read_rgb(tmp_path / "phone.png")
+    assert pixels.shape == (40, 20, 3)  # upright, as a viewer shows it
+    assert pixels[5, 10, 0] == 255 and pixels[35, 10, 2] == 255  # red on top, blue below
+
+    gradient = np.tile(np.linspace(0, 0.99, 32, dtype=np.float32), (32, 1))
+    Image.fromarray(gradient, mode="F").save(tmp_path / "float.tif")
+    decoded = load_image(tmp_path / "float.tif", 32)
+    assert decoded[:, -1].mean() > 240 and decoded[:, 0].max() == 0  # [0, 1) spans black to white

@@ -4,6 +4,7 @@ that disagree, non-finite weights, other data on resume, a full disk, bad traini
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -309,3 +310,35 @@ def test_a_kill_at_any_rename_of_the_best_checkpoint_loses_no_best(flowers: Path
         capsys.readouterr()
         assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0, capsys.readouterr().err
         best_is_consistent(run_dir)
+
+
+def test_a_link_planted_as_the_lock_file_is_refused_and_its_target_untouched(images: Path, tmp_path: Path,
+                                                                              capsys) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (run_dir / ".lock").symlink_to(victim)
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"{run_dir / '.lock'} is a symbolic link, not ddim's lock file; remove it" in err
+    assert victim.read_text() == "precious\n"
+    (run_dir / ".lock").unlink()
+    os.mkfifo(run_dir / ".lock")  # not a regular file either
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "1"]) == 1
+    assert "is not a regular file, so it is not ddim's lock file" in capsys.readouterr().err
+
+
+def test_resume_with_a_new_learning_rate_and_weight_decay_trains_with_them(images: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "2",
+                 "--log-every", "1"]) == 0
+    assert main(["train", "--resume", str(run_dir), "--max-steps", "4", "--lr", "0.5", "--weight-decay", "0.3"]) == 0
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["lr"]) for r in records if r["kind"] == "step"] == [(1, 1e-3), (2, 1e-3), (3, 0.5), (4, 0.5)]
+    state = training_state(step_checkpoints(run_dir)[-1])
+    groups = state["optimizer"]["param_groups"]
+    assert all(group["lr"] == 0.5 for group in groups)
+    assert {group["weight_decay"] for group in groups} - {0.0} == {0.3 / 0.5}  # the Keras meaning: F / lr
+    saved = json.loads((run_dir / "config.json").read_text())["train"]
+    assert (saved["lr"], saved["weight_decay"]) == (0.5, 0.3)  # recorded because it was done

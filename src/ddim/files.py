@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -81,8 +83,20 @@ class FolderLock:
         self._handle: Any = None
 
     def acquire(self) -> "FolderLock":
-        """Take the lock or raise :class:`FolderLocked` naming the holder's pid."""
-        handle = open(self.path, "a+")
+        """Take the lock or raise :class:`FolderLocked` naming the holder's pid. The lock file is opened without
+        following a symbolic link and must be a regular file, so a link planted as ``.lock`` can never make ddim
+        write its pid into another file."""
+        try:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK,
+                                 0o644)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, f"{self.path} is a symbolic link, not ddim's lock file; remove it") from None
+            raise
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise OSError(errno.EINVAL, f"{self.path} is not a regular file, so it is not ddim's lock file; remove it")
+        handle = os.fdopen(descriptor, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

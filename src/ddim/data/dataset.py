@@ -25,7 +25,7 @@ from .errors import DataError, DataWarning
 from .images import IMAGE_EXTENSIONS, list_images, load_images
 
 CACHE_ENVIRONMENT_VARIABLE = "DDIM_CACHE_DIR"
-CACHE_FORMAT_VERSION = 2  # bump when preprocessing or the cache layout changes, so stale caches are not reused
+CACHE_FORMAT_VERSION = 3  # bump when preprocessing or the cache layout changes, so stale caches are not reused
 
 
 def default_cache_dir() -> Path:

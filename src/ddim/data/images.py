@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DataError
 
@@ -41,8 +41,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     Modes ``I;16*`` are 16-bit: value / 257. Mode ``I`` (32-bit integers, e.g. from TIFF) carries no
     bit depth, so it is taken from the data: 8-bit if no value exceeds 255, 16-bit if none exceeds
     65535, otherwise scaled so the maximum is 255; negative values become 0. 16-bit RGB(A) files
-    already arrive as 8-bit RGB(A) from Pillow (the high byte of each value).
+    already arrive as 8-bit RGB(A) from Pillow (the high byte of each value). Mode ``F`` (32-bit float, e.g.
+    from TIFF) is taken as [0, 1] when no value exceeds 1, else as 0..255, and clipped. An EXIF orientation
+    (phone photos) is applied first, so the pixels are upright as every image viewer shows them.
     """
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if float(values.max(initial=0)) <= 1.0 else 1.0
+        image = Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8))
     if image.mode == "I" or image.mode.startswith("I;16"):
         values = np.asarray(image).astype(np.float32)
         peak = float(values.max(initial=0))
