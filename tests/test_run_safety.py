@@ -342,3 +342,22 @@ def test_resume_with_a_new_learning_rate_and_weight_decay_trains_with_them(image
     assert {group["weight_decay"] for group in groups} - {0.0} == {0.3 / 0.5}  # the Keras meaning: F / lr
     saved = json.loads((run_dir / "config.json").read_text())["train"]
     assert (saved["lr"], saved["weight_decay"]) == (0.5, 0.3)  # recorded because it was done
+
+
+def test_a_full_disk_while_sampling_is_one_line_and_leaves_no_empty_image(images: Path, tmp_path: Path,
+                                                                         tiny_disk: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "1"]) == 0
+    filler = tiny_disk / "filler"
+    filler.write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))  # leave room for a few images only
+    capsys.readouterr()
+    out = tiny_disk / "samples"
+    code = main(["sample", "--checkpoint", str(run_dir), "--num", "400", "--steps", "1", "--device", "cpu",
+                 "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if "error" in line][0].startswith("ddim sample: error: cannot write ")
+    assert "No space left on device" in err
+    written = sorted(out.glob("*.png"))
+    assert written and all(path.stat().st_size > 0 for path in written)  # what is there is whole
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]

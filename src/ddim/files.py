@@ -14,6 +14,9 @@ from typing import Any, Iterator
 class WriteError(OSError):
     """A file could not be written (full disk, no permission): names the file and the reason."""
 
+    def __str__(self) -> str:  # the message alone, as the user reads it (not "[Errno 28] ...")
+        return self.strerror or super().__str__()
+
 
 def fsync_dir(path: Path) -> None:
     """Flush a folder's entries (a rename in it) to disk, where the platform allows it."""

@@ -69,7 +69,8 @@ def save_images(images: torch.Tensor, folder: Path, start: int = 0) -> list[Path
     paths = []
     for offset, image in enumerate(images):
         path = folder / f"image_{start + offset:05d}.png"
-        save_image(image.float().cpu(), path)
+        with atomic_path(path) as temporary:  # a full disk leaves no empty or half PNG under the real name
+            save_image(image.float().cpu(), temporary)
         paths.append(path)
     return paths
 
@@ -120,5 +121,6 @@ def save_gif(frames: torch.Tensor, path: Path, duration_ms: int = 120) -> Path:
         grid = make_grid(frame.float().cpu(), nrow=len(frame), padding=2, pad_value=1.0)
         pictures.append(Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy()))
     sequence = pictures + pictures[-2:0:-1]  # ping-pong
-    sequence[0].save(path, save_all=True, append_images=sequence[1:], duration=duration_ms, loop=0)
+    with atomic_path(path) as temporary:
+        sequence[0].save(temporary, save_all=True, append_images=sequence[1:], duration=duration_ms, loop=0)
     return path
