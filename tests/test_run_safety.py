@@ -361,3 +361,22 @@ def test_a_full_disk_while_sampling_is_one_line_and_leaves_no_empty_image(images
     written = sorted(out.glob("*.png"))
     assert written and all(path.stat().st_size > 0 for path in written)  # what is there is whole
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_two_samplers_never_write_into_one_folder_at_once(images: Path, tmp_path: Path, capsys) -> None:
+    from ddim.files import locked_folder
+
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "1"]) == 0
+    out = tmp_path / "samples"
+    sample = ["sample", "--checkpoint", str(run_dir), "--num", "2", "--steps", "1", "--device", "cpu",
+              "--no-progress", "--out", str(out)]
+    capsys.readouterr()
+    with locked_folder(out, "--out"):  # as another ddim sample writing there holds it
+        assert main(sample + ["--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"ddim sample: error: --out {out} is in use by another ddim process (pid ")
+    assert not out.exists()  # the holder created it and left it empty: removed
+    assert main(sample) == 0
+    assert not (out / ".lock").exists() and len(list(out.glob("image_*.png"))) == 2  # no lock file left behind
+    assert main(sample + ["--overwrite"]) == 0

@@ -119,3 +119,28 @@ class FolderLock:
         if self._handle is not None:
             self._handle.close()  # closing the descriptor releases the flock
             self._handle = None
+
+
+@contextlib.contextmanager
+def locked_folder(folder: Path | str, what: str) -> Iterator[Path]:
+    """Create ``folder`` if needed and hold its lock for the block, so that two commands never write into one
+    folder at once (:class:`FolderLocked`, naming ``what`` and the holder, for the second). Afterwards the lock file
+    is removed, and so is the folder if the block created it and left it empty."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except FolderLocked as error:
+        raise FolderLocked(f"{what} {error}; wait for it to finish or choose another folder") from None
+    try:
+        yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            lock.path.unlink()
+        lock.release()
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+

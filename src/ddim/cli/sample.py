@@ -18,7 +18,7 @@ from ..classes import labels_for
 from ..data.generated import is_grid
 from ..data.images import list_images
 from ..ema import young_ema_note
-from ..files import atomic_path
+from ..files import FolderLock, FolderLocked, atomic_path, locked_folder
 from ..limits import MAX_IMAGES
 from ..loading import load_model
 from ..model import generate_images
@@ -70,7 +70,16 @@ def _previous_outputs(out: Path) -> list[Path]:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     out = Path(args.out)
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+    try:
+        with locked_folder(out, "--out") as out:  # two ddim sample --out SAME at once would mix their images
+            return _run(parser, args, out)
+    except FolderLocked as error:
+        print(f"ddim sample: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> int:
+    if any(path.name != FolderLock.NAME for path in out.iterdir()) and not args.overwrite:
         parser.error(f"--out {out} is not empty; choose a new or empty folder, or give --overwrite to replace the "
                      "samples there")
     sampler_options = options.sampler_options(parser, args)
