@@ -380,3 +380,24 @@ def test_two_samplers_never_write_into_one_folder_at_once(images: Path, tmp_path
     assert main(sample) == 0
     assert not (out / ".lock").exists() and len(list(out.glob("image_*.png"))) == 2  # no lock file left behind
     assert main(sample + ["--overwrite"]) == 0
+
+
+def test_what_a_killed_writer_left_is_cleaned_up_by_the_next_one(images: Path, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    assert main(["train", "--data", str(images), "--run-dir", str(run_dir), *TINY, "--max-steps", "1"]) == 0
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process id that has exited
+    out = tmp_path / "samples"
+    out.mkdir()
+    (out / f".tmp-{dead}-samples.npz").write_bytes(b"half an npz")  # a sample killed while writing its npz
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", str(run_dir), "--num", "2", "--steps", "1", "--device", "cpu",
+                 "--no-progress", "--format", "npz", "--out", str(out)]) == 0  # a plain rerun: not "not empty"
+    assert not (out / f".tmp-{dead}-samples.npz").exists()
+
+    exported = tmp_path / "model.safetensors"
+    (tmp_path / f".tmp-{dead}-model.safetensors").write_bytes(b"half an export")  # an export killed mid-write
+    live = tmp_path / f".tmp-{os.getppid()}-model.safetensors"  # a running process's file is not touched
+    live.write_bytes(b"in progress")
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(exported)]) == 0
+    assert exported.is_file() and [p.name for p in tmp_path.glob(".tmp-*")] == [live.name]

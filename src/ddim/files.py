@@ -50,6 +50,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     temporary = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path.parent, path.name)
         yield temporary
         fsync_file(temporary)
         os.replace(temporary, path)
@@ -119,6 +120,31 @@ class FolderLock:
         if self._handle is not None:
             self._handle.close()  # closing the descriptor releases the flock
             self._handle = None
+
+
+def remove_stale_temporaries(folder: Path, name: str = "*") -> list[Path]:
+    """Remove the ``.tmp-PID-NAME`` files that :func:`atomic_path` left in ``folder`` when its process was killed
+    (their process is gone); returns them. Those of running processes are left alone."""
+    removed = []
+    for stale in Path(folder).glob(f".tmp-*-{name}"):
+        pid = stale.name.split("-")[1]
+        if not pid.isdigit() or not stale.is_file() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            stale.unlink()
+            removed.append(stale)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from ..classes import labels_for
 from ..data.generated import is_grid
 from ..data.images import list_images
 from ..ema import young_ema_note
-from ..files import FolderLock, FolderLocked, atomic_path, locked_folder
+from ..files import FolderLock, FolderLocked, atomic_path, locked_folder, remove_stale_temporaries
 from ..limits import MAX_IMAGES
 from ..loading import load_model
 from ..model import generate_images
@@ -79,6 +79,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> int:
+    remove_stale_temporaries(out)  # what a killed earlier sample was writing
     if any(path.name != FolderLock.NAME for path in out.iterdir()) and not args.overwrite:
         parser.error(f"--out {out} is not empty; choose a new or empty folder, or give --overwrite to replace the "
                      "samples there")
