@@ -348,3 +348,12 @@ def test_import_ddim_and_its_commands_do_not_import_gradio() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={**os.environ, "PYTHONPATH": str(Path(ddim.__file__).parents[1])})
     assert result.stdout.strip() == "False"
+
+
+def test_the_page_takes_no_uploads(served: tuple) -> None:
+    import httpx
+
+    _, _, url = served
+    response = httpx.post(url.rstrip("/") + "/gradio_api/upload", files={"files": ("big.bin", b"x" * 20_000)},
+                          timeout=30)
+    assert response.status_code == 413  # Gradio's own size check: nothing is stored or served back

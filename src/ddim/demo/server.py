@@ -20,6 +20,9 @@ class PortUnavailable(RuntimeError):
     """The host and port to serve on cannot be bound (taken, or not an address of this machine)."""
 
 
+MAX_UPLOAD_BYTES = 1  #: the page takes no files, so Gradio's upload route refuses anything larger than 1 byte
+
+
 def launch(model: DiffusionModel, folder: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
            quiet: bool = True) -> tuple[Any, str]:
     """Build the page for ``model`` and serve it on ``host:port`` in a background thread; returns (the Gradio
@@ -31,6 +34,7 @@ def launch(model: DiffusionModel, folder: Path, *, host: str = DEFAULT_HOST, por
         _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=quiet,
                                inbrowser=False, share=False, ssr_mode=False, mcp_server=False, show_error=False,
                                footer_links=["api"], allowed_paths=[str(folder)], css=CSS,
+                               max_file_size=MAX_UPLOAD_BYTES,
                                theme=gr.themes.Default())
     except OSError as error:
         raise PortUnavailable(f"cannot serve on {host}:{port}: the port is taken or the address is not one of "
