@@ -139,11 +139,11 @@ def remove_stale_temporaries(folder: Path, name: str = "*") -> list[Path]:
 def _alive(pid: int) -> bool:
     """Whether a process with this id runs (on this machine)."""
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # a PermissionError means it runs, as another user
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
 
 

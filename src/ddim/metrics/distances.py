@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .sample_size import kid_subset_size
+
 
 def _as_float64(features: torch.Tensor | np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features).double()
@@ -61,7 +63,7 @@ def kid_subsets(real_features: torch.Tensor | np.ndarray, generated_features: to
     When both sets are smaller than ``subset_size`` every subset is both whole sets: there is one estimate and no
     spread, so the standard deviation is NaN (not a 0 that would look precise)."""
     real, generated = _as_float64(real_features), _as_float64(generated_features)
-    size = min(subset_size, real.shape[0], generated.shape[0])
+    size = kid_subset_size(subset_size, real.shape[0], generated.shape[0])
     if size == real.shape[0] == generated.shape[0]:
         return polynomial_mmd(real, generated), float("nan")
     generator = torch.Generator().manual_seed(seed)

@@ -140,8 +140,8 @@ class MetricsLog(Callback):
         self.path = info.layout.metrics
         kept = _lines_up_to(self.path, info.state.step) if info.state.step else []
         if info.state.step % info.steps_per_epoch:  # resumed inside an epoch: its partial record is written again
-            kept = [line for line in kept if not (json.loads(line).get("kind") == "epoch"
-                                                  and json.loads(line).get("step") == info.state.step)]
+            partial = {"kind": "epoch", "step": info.state.step}
+            kept = [line for line in kept if {key: json.loads(line).get(key) for key in partial} != partial]
         write_text(self.path, "".join(line + "\n" for line in kept))  # a resumed run continues from its step
         try:
             self.handle = open(self.path, "a")  # noqa: SIM115 (open for the whole run)
