@@ -58,7 +58,7 @@ def test_fit_writes_the_commands_artefacts_and_evaluate_reports_kid_and_fid(tmp_
     images = tmp_path / "images"
     write_images(images, 40, size=(20, 18))
     run_dir = tmp_path / "run"
-    model, state = ddim.fit(run_dir, data=str(images), image_size=16, widths=(8, 16), block_depth=1, batch_size=8,
+    model, state = ddim.fit(run_dir, data=images, image_size=16, widths=(8, 16), block_depth=1, batch_size=8,
                             repeats=1, epochs=1, kid_every=0, plot_images=4, plot_steps=2, device="cpu",
                             progress=False)
     assert state.step == 4
@@ -69,6 +69,61 @@ def test_fit_writes_the_commands_artefacts_and_evaluate_reports_kid_and_fid(tmp_
     assert loaded.run_config.model.widths == (8, 16)
     results = ddim.evaluate(loaded, num=8, steps=2, kid_size=75)
     assert {"kid", "kid_std", "fid"} <= set(results) and results["num_generated"] == 8
+    # a resume continues with the run's own saved configuration (not the defaults, which would fetch Flowers 102)
+    _, state = ddim.fit(run_dir, resume=True, epochs=2, progress=False, tensorboard=False)
+    assert state.step == 8 and ddim.load(run_dir).run_config.train.epochs == 2
+
+
+def test_fit_refuses_to_resume_what_is_not_a_run(tmp_path: Path) -> None:
+    from ddim.integrity import CheckpointError
+    from ddim.training import TrainingError
+
+    with pytest.raises(CheckpointError, match=f"cannot resume {tmp_path / 'missing'}: there is no such folder"):
+        ddim.fit(tmp_path / "missing", resume=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainingError, match="holds no config.json, so it is not a ddim run folder"):
+        ddim.fit(tmp_path / "empty", ddim.config_with(data=str(tmp_path)), resume=True)
+    assert list((tmp_path / "empty").iterdir()) == []  # nothing trained from scratch there
+
+
+@pytest.fixture(scope="module")
+def conditional():
+    from ddim.config import ModelConfig
+    from ddim.model import DiffusionModel
+
+    return DiffusionModel(ModelConfig(image_size=16, widths=(8, 16), block_depth=1, conditional=True,
+                                     class_names=("rose", "tulip")))
+
+
+@pytest.mark.parametrize("arguments, says", [
+    ({"num": -1}, "num must be between 1 and 1,000,000, got -1"),
+    ({"num": 0}, "num must be between 1 and"),
+    ({"batch_size": -1}, "batch_size must be between 1 and"),
+    ({"steps": 10**6}, "steps must be between 1 and 10,000, got 1,000,000"),
+    ({"eta": float("nan")}, "eta must be a finite number >= 0, got nan"),
+    ({"guidance": float("nan")}, "guidance must be a number from 0 to 20, got nan"),
+    ({"guidance": -5}, "guidance must be a number from 0 to 20, got -5"),
+    ({"guidance": 1e30}, "guidance must be a number from 0 to 20, got 1e+30"),
+    ({"classes": True}, "a class is a name or an index, got True"),
+    ({"classes": [True, 0]}, "a class is a name or an index, got True"),
+    ({"seed": -1}, "seed must be between 0 and"),
+    ({"seed": 1.5}, "seed must be a whole number, got 1.5"),
+    ({"tau": 1}, "unknown sampler option 'tau'"),
+])
+def test_generate_refuses_out_of_bounds_values_naming_them(conditional, arguments: dict, says: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=re.escape(says)):
+        ddim.generate(conditional, **{"num": 2, "steps": 1, **arguments})
+
+
+def test_interpolate_refuses_out_of_bounds_values_naming_them(conditional) -> None:
+    for arguments, says in [({"frames": 1}, "frames must be between 2 and 240, got 1"),
+                            ({"frames": 10**9}, "frames must be between 2 and 240"),
+                            ({"start": -1}, "start must be between 0 and"),
+                            ({"guidance": float("inf")}, "guidance must be a number from 0 to 20, got inf")]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            ddim.interpolate(conditional, **{"steps": 1, **arguments})
+    images = ddim.interpolate(conditional, frames=2, steps=1, classes="tulip", guidance=2)
+    assert images.shape == (2, 3, 16, 16) and torch.isfinite(images).all()
 
 
 def test_config_with_names_fields_across_sections() -> None:
@@ -91,6 +146,6 @@ def test_interpolate_matches_the_command_and_reaches_both_ends(pretrained: Path)
     assert torch.equal(frames, same)
     ends = ddim.generate(model, 2, steps=3, seed=3)  # frame 0 is image 0 of the seed, the last frame image 1
     assert torch.allclose(frames[0], ends[0], atol=1e-5) and torch.allclose(frames[-1], ends[1], atol=1e-5)
-    with pytest.raises(ValueError, match="frames must be at least 2"):
+    with pytest.raises(ValueError, match="frames must be between 2 and 240, got 1"):
         ddim.interpolate(model, frames=1)
     assert model.class_names == ()

@@ -81,5 +81,5 @@ def test_missing_truncated_and_foreign_checkpoints_are_clear_errors(tmp_path: Pa
     with pytest.raises(CheckpointError, match="does not match the model"):
         loaded(folder)
     (folder / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="not a valid ddim configuration"):
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
         loaded(folder)

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import CONFIG, loaded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,3 +129,45 @@ def test_any_option_value_gives_a_clean_error_naming_the_option_or_the_missing_i
         code = exit_info.code
     err = capsys.readouterr().err
     assert_clean_failure(code, err, (option, "missing"))
+
+
+@pytest.fixture(scope="module")
+def small_model(checkpoint: Path):
+    import ddim
+
+    return ddim.load(checkpoint, device="cpu")
+
+
+API_VALUES = (st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats(allow_nan=True) |
+              st.text(max_size=6) | st.lists(st.integers(-3, 3), max_size=3))
+
+
+@FUZZ
+@given(data=st.data())
+def test_any_api_argument_gives_an_image_batch_or_a_value_error_naming_it(small_model, data) -> None:
+    """ddim.generate and ddim.interpolate with one argument replaced by anything: either the images the
+    arguments ask for, or a ValueError/TypeError whose message names the argument; never NaN images, an empty
+    batch, a hang or an error from deep inside."""
+    import ddim
+
+    call = data.draw(st.sampled_from(["generate", "interpolate"]))
+    names = {"generate": ["num", "steps", "seed", "batch_size", "guidance", "eta", "classes"],
+             "interpolate": ["seed", "start", "end", "frames", "steps", "guidance", "classes"]}[call]
+    name = data.draw(st.sampled_from(names))
+    value = data.draw(API_VALUES | st.sampled_from([0, -1, 1, 2, 10**6, 10**7, float("nan"), float("inf"), 1e30,
+                                                    -5.0, True, "3"]))
+    arguments = {"generate": {"num": 1, "steps": 1}, "interpolate": {"frames": 2, "steps": 1}}[call]
+    arguments[name] = value
+    if (name in ("num", "frames", "batch_size", "steps") and isinstance(value, int) and not isinstance(value, bool)
+            and value > 64) or (name in ("start", "end") and isinstance(value, int) and value > 10**5):
+        arguments[name] = 10**12  # far past every bound: refused at once, never drawn
+    try:
+        images = getattr(ddim, call)(small_model, **arguments)
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        shown = {"batch_size": "batch_size", "classes": "class"}.get(name, name)
+        assert shown in message or (name == "classes" and "unconditional" in message), message
+        assert len(message) < 400 and "\n" not in message
+        return
+    assert images.dim() == 4 and images.shape[0] >= 1 and torch.isfinite(images).all()
+    assert 0 <= images.min() and images.max() <= 1

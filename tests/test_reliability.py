@@ -237,7 +237,7 @@ def test_an_unwritable_run_folder_and_a_missing_run_are_clear_errors(tmp_path: P
     assert main(["train", "--data", str(tmp_path), "--run-dir", str(tmp_path / "file" / "run")]) == 1
     assert "cannot write to run folder" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nothing-here")]) == 1
-    assert "not a ddim run folder" in capsys.readouterr().err
+    assert "nothing-here: there is no such folder" in capsys.readouterr().err
 
 
 def test_unreadable_images_stop_with_their_name_or_are_skipped_and_counted(tmp_path: Path, capsys) -> None:

@@ -174,7 +174,7 @@ def test_a_training_state_of_another_model_is_refused_before_the_optimiser_sees_
     with pytest.raises(TrainingError, match="optimiser state .* does not have this model's shape"):
         fit(config(images, max_steps=2), tmp_path / "a", resume=True)
     torch.save({"step": 1}, target)  # missing entries
-    with pytest.raises(TrainingError, match="lacks the step, history, optimizer"):
+    with pytest.raises(TrainingError, match="lacks the history, optimizer, noise_generators entries"):
         fit(config(images, max_steps=2), tmp_path / "a", resume=True)
 
 

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +26,16 @@ import torch
 
 from .config import ConfigError, RunConfig, with_added_fields
 from .files import fsync_dir, fsync_file
-from .integrity import CheckpointError, check_tensors, non_finite, read_safetensors, tensors_sha256, write_safetensors
+from .integrity import CheckpointError, check_dtypes, check_tensors, non_finite, read_safetensors, tensors_sha256, write_safetensors
 from .layout import CheckpointLayout, RunLayout
 from .model import DiffusionModel
+from .reading import ReadError, parse_json, read_json
+from .training_state import TrainState, load_training_state, read_training_state, training_state_dict
 
 FORMAT = "ddim"
 FORMAT_VERSION = "1"
 __all__ = ["CheckpointError", "TrainState", "write_checkpoint", "prune_checkpoints", "resolve_checkpoint",
            "read_config", "load_checkpoint", "training_state_dict", "read_training_state", "load_training_state"]
-
-
-@dataclass
-class TrainState:
-    """Where training stands: optimiser steps taken, the per-epoch history, the best validation KID."""
-
-    step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_kid: float | None = None  # the lowest validation KID so far (its checkpoint is the run's best)
 
 
 def write_checkpoint(folder: Path, model: DiffusionModel, config: RunConfig,
@@ -146,7 +138,7 @@ def _complete(folder: Path) -> bool:
     try:
         tensors, metadata = read_safetensors(checkpoint.weights)
         check_tensors(checkpoint.weights, tensors, metadata, required=True)
-        json.loads(checkpoint.config.read_text())
+        read_json(checkpoint.config)
     except (CheckpointError, OSError, ValueError):
         return False
     return True
@@ -177,10 +169,12 @@ def read_config(folder: Path, complete: bool = True) -> RunConfig:
     """The run configuration stored in a checkpoint folder (every field present, unless not ``complete``)."""
     checkpoint = CheckpointLayout(Path(folder))
     try:
-        return RunConfig.from_dict(json.loads(checkpoint.config.read_text()), complete=complete)
+        return RunConfig.from_dict(read_json(checkpoint.config), complete=complete)
     except FileNotFoundError as error:
         raise CheckpointError(f"checkpoint {checkpoint.folder} has no {checkpoint.config.name}") from error
-    except (json.JSONDecodeError, ConfigError, TypeError) as error:
+    except ReadError as error:  # a folder, a pipe, a device, not UTF-8 JSON: the message names the file
+        raise CheckpointError(str(error)) from error
+    except (ValueError, ConfigError, TypeError) as error:
         raise CheckpointError(f"{checkpoint.config} is not a valid ddim configuration: {error}") from error
 
 
@@ -194,7 +188,10 @@ def load_checkpoint(folder: Path, device: torch.device | str = "cpu") -> tuple[D
         raise CheckpointError(f"{checkpoint.weights} is not a ddim checkpoint (its metadata has no format=ddim)")
     check_tensors(checkpoint.weights, tensors, metadata, required=False)  # ddim 0.1 wrote no checksum
     if "model_config" in metadata:  # absent before ddim 0.2
-        written = with_added_fields("model", json.loads(metadata["model_config"]))
+        try:
+            written = with_added_fields("model", parse_json(metadata["model_config"], f"{checkpoint.weights}'s metadata"))
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"{checkpoint.weights}: its metadata's model_config is damaged ({error})") from error
         now = config.to_dict()["model"]
         changed = sorted(key for key in set(written) | set(now) if written.get(key) != now.get(key))
         if changed:
@@ -205,6 +202,7 @@ def load_checkpoint(folder: Path, device: torch.device | str = "cpu") -> tuple[D
         model = DiffusionModel(config.model)
     except ValueError as error:  # e.g. a conditional model without its class names
         raise CheckpointError(f"{checkpoint.config} does not describe a model ddim can build: {error}") from error
+    check_dtypes(checkpoint.weights, tensors, model.state_dict())
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -212,43 +210,3 @@ def load_checkpoint(folder: Path, device: torch.device | str = "cpu") -> tuple[D
                               f"describes: {str(error).splitlines()[0]}") from error
     read_config(folder)  # then: a missing field would silently take today's default
     return model.to(device), config, metadata
-
-
-def training_state_dict(state: TrainState, optimizer: torch.optim.Optimizer, noise_generators: list[torch.Tensor],
-                        epoch_totals: torch.Tensor, data_fingerprint: str, epoch_seconds: float = 0.0,
-                        epoch_timed_steps: int = 0) -> dict[str, Any]:
-    """The contents of the training state: everything besides the weights that an exact resume needs.
-
-    ``epoch_seconds``: how long the current epoch's first ``epoch_timed_steps`` steps took, so that a resumed
-    epoch's history row reports the whole epoch's time and images/s, not only the part after the resume.
-    """
-    return {"step": state.step, "history": state.history, "best_kid": state.best_kid,
-            "optimizer": optimizer.state_dict(), "noise_generators": noise_generators,
-            "epoch_totals": epoch_totals.detach().cpu(), "world_size": len(noise_generators),
-            "data_fingerprint": data_fingerprint, "epoch_seconds": float(epoch_seconds),
-            "epoch_timed_steps": int(epoch_timed_steps)}
-
-
-def read_training_state(folder: Path) -> tuple[TrainState, dict[str, Any]]:
-    """A checkpoint's :class:`TrainState` and its raw training state, checked for the entries a resume needs."""
-    checkpoint = CheckpointLayout(Path(folder))
-    raw = load_training_state(folder)
-    generators = raw.get("noise_generators")
-    if not isinstance(raw.get("step"), int) or not isinstance(raw.get("history"), list) or \
-            not isinstance(raw.get("optimizer"), dict) or not isinstance(generators, list):
-        raise CheckpointError(f"{checkpoint.training_state} lacks the step, history, optimizer or "
-                              "noise_generators entries a resume needs")
-    return TrainState(step=raw["step"], history=list(raw["history"]), best_kid=raw.get("best_kid")), raw
-
-
-def load_training_state(folder: Path) -> dict[str, Any]:
-    """The optimiser state, counters, history and generator states of a checkpoint folder."""
-    checkpoint = CheckpointLayout(Path(folder))
-    path = checkpoint.training_state
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as error:
-        raise CheckpointError(f"checkpoint {checkpoint.folder} has no {path.name}, so training cannot resume "
-                              "from it") from error
-    except Exception as error:  # torch raises several types for a damaged file
-        raise CheckpointError(f"cannot read {path} (truncated or foreign): {error}") from error

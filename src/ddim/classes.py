@@ -22,14 +22,14 @@ def require_conditional(class_names: Sequence[str], source: object = "this model
 def class_index(class_names: Sequence[str], request: ClassRequest, source: object = "this model") -> int:
     """The index of a class given by name (case-insensitive, surrounding spaces ignored) or by index."""
     require_conditional(class_names, source)
+    if isinstance(request, bool) or not isinstance(request, (str, int)):
+        raise ClassError(f"a class is a name or an index, got {request!r}")
     if isinstance(request, int) or (isinstance(request, str) and request.strip().isdigit()):
         index = int(request)
         if 0 <= index < len(class_names):
             return index
         raise ClassError(f"class index {index} is outside 0..{len(class_names) - 1} ({source} has "
                          f"{len(class_names)} classes)")
-    if not isinstance(request, str):
-        raise ClassError(f"a class is a name or an index, got {request!r}")
     folded = [name.casefold() for name in class_names]
     wanted = " ".join(request.split()).casefold()
     if wanted in folded:
@@ -44,8 +44,12 @@ def class_index(class_names: Sequence[str], request: ClassRequest, source: objec
 def resolve_classes(class_names: Sequence[str], requests: Sequence[ClassRequest] | ClassRequest,
                     source: object = "this model") -> list[int]:
     """Class indices for one request or a list of them."""
+    if hasattr(requests, "tolist") and not isinstance(requests, (str, int)):  # a NumPy array or a tensor of indices
+        requests = requests.tolist()
     if isinstance(requests, (str, int)):
         requests = [requests]
+    elif not isinstance(requests, (list, tuple, range)):
+        raise ClassError(f"classes are a class name or index, or a list of them, got {requests!r}")
     return [class_index(class_names, request, source) for request in requests]
 
 

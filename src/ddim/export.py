@@ -18,9 +18,10 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .files import atomic_path
-from .integrity import CheckpointError, check_tensors, non_finite, read_metadata, read_safetensors, tensors_sha256
+from .integrity import CheckpointError, check_dtypes, check_tensors, non_finite, read_metadata, read_safetensors, tensors_sha256
 from .integrity import write_safetensors
 from .model import DiffusionModel
+from .reading import parse_json
 
 FORMAT = "ddim-export"
 FORMAT_VERSION = "1"
@@ -93,12 +94,13 @@ def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[Diffu
     if metadata.get("format") != FORMAT:
         raise ExportError(f"{path} is not an exported ddim model (its metadata has no format={FORMAT})")
     try:
-        config = RunConfig.from_dict(json.loads(metadata["config"]), complete=True)
-    except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as error:
+        config = RunConfig.from_dict(parse_json(metadata["config"], f"{path}'s metadata"), complete=True)
+    except (KeyError, ValueError, ConfigError, TypeError) as error:
         raise ExportError(f"{path}: its metadata holds no valid ddim configuration ({error})") from error
     tensors, _ = read_safetensors(path)
     check_tensors(path, tensors, metadata)
     model = DiffusionModel(config.model)
+    check_dtypes(path, tensors, model.state_dict())
     network = {name.removeprefix("network."): t.float() if t.is_floating_point() else t
                for name, t in tensors.items() if name.startswith("network.")}
     normalizer = {name.removeprefix("normalizer."): t for name, t in tensors.items() if name.startswith("normalizer.")}

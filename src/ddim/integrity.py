@@ -11,6 +11,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from .reading import ReadError, regular_file_size
+
+
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  #: what checkpoints (float32) and exports hold
+
 
 class CheckpointError(RuntimeError):
     """A missing, truncated, foreign, damaged or inconsistent checkpoint or model file."""
@@ -40,8 +45,11 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: di
 def read_metadata(path: Path) -> dict[str, str]:
     """The metadata of a safetensors file; :class:`CheckpointError` for something else."""
     try:
+        regular_file_size(path)  # never a pipe or a device planted under the name
         with safe_open(str(path), framework="pt") as handle:
             return handle.metadata() or {}
+    except ReadError as error:
+        raise CheckpointError(f"cannot read {error}") from error
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"cannot read {path} (truncated or not a safetensors file): {error}") from error
 
@@ -55,10 +63,27 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         raise CheckpointError(f"cannot read {path} (truncated or damaged): {error}") from error
 
 
+def check_dtypes(path: Path, tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """Each tensor's type against the model's own (``expected``: its state dict): a weight is one of
+    :data:`WEIGHT_DTYPES`, a counter keeps its integer type; anything else is refused, never cast."""
+    for name, tensor in tensors.items():
+        want = expected.get(name)
+        if want is None:
+            continue  # an unexpected name is load_state_dict's to report
+        fits = tensor.dtype in WEIGHT_DTYPES if want.is_floating_point() else tensor.dtype == want.dtype
+        if not fits:
+            raise CheckpointError(f"{path} is not a ddim model: {name} is {tensor.dtype}, the model's is {want.dtype}")
+
+
 def check_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], *,
                   required: bool = True) -> None:
     """The tensors' sha256 against their metadata's (absent before ddim 0.2: then checked only when ``required``)
-    and their finiteness."""
+    and their finiteness. Weights are float32, float16 or bfloat16 (and int64 counters): any other type (int8,
+    float64, float8) is refused, not cast silently into the model."""
+    odd = next((f"{name} is {t.dtype}" for name, t in tensors.items() if t.dtype not in (*WEIGHT_DTYPES, torch.int64)),
+               None)
+    if odd is not None:
+        raise CheckpointError(f"{path} is not a ddim model: {odd} (ddim weights are float32, float16 or bfloat16)")
     if "sha256" in metadata or required:
         if tensors_sha256(tensors) != metadata.get("sha256"):
             raise CheckpointError(f"{path} is damaged: its weights do not match the sha256 in its metadata")

@@ -8,6 +8,7 @@ image k of seed s is the same whatever the batch it is drawn in.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -239,6 +240,8 @@ def sampler_keywords(sampler: str, eta: float = 0.0) -> dict[str, float]:
     takes (every command, the API and the demo ask here)."""
     if sampler not in SAMPLERS:
         raise SamplerOptionError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
+        raise SamplerOptionError(f"eta must be a finite number >= 0, got {eta!r}")
     if eta and sampler != "ddim":
         raise SamplerOptionError(f"eta applies to the ddim sampler only, not {sampler}")
     return {"eta": eta} if eta else {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -17,6 +16,7 @@ from .integrity import tensors_sha256
 from .metrics.inception import InceptionFeatures
 from .metrics.sample_size import kid_subset_size, kid_text, sample_size_warnings
 from .model import DiffusionModel
+from .reading import read_json
 from .runtime import Runtime
 from .samplers import network_evaluations, steps_for_evaluations
 
@@ -120,7 +120,7 @@ def earlier_points(path: Path, protocol: dict[str, Any]) -> tuple[list[dict[str,
     if not path.is_file():
         return [], ""
     try:
-        earlier = json.loads(path.read_text())
+        earlier = read_json(path)
         points = [point for point in earlier["points"] if {"sampler", "steps", "kid", "fid"} <= set(point)]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return [], f"{path} cannot be read ({error}); measuring every point"

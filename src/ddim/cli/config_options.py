@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import types
 import typing
-from pathlib import Path
 from typing import Any, Callable
 
 from ..config import CONFIG_VERSION, SECTIONS, ConfigError, RunConfig, upgrade_config_dict
 from ..config.fields import field_option, shown
 from ..config.versions import versioned_partial
+from ..reading import ReadError, read_json
 from ..recipes import DEFAULT_RECIPE, RecipeError, load_recipe, recipe_names
 from .argtypes import int_list, yes_no
 
@@ -85,15 +84,15 @@ class ConfigFile:
 def config_file(text: str) -> ConfigFile:
     """An argparse type: a JSON run configuration (``config.json``'s format, any version, possibly partial)."""
     try:
-        data = versioned_partial(json.loads(Path(text).read_text()))
+        data = versioned_partial(read_json(text))
         RunConfig.from_dict(data)  # every value checked now, before it is merged over a recipe
         upgraded = upgrade_config_dict(data)  # today's meaning of each value the file gives, and only those
         return ConfigFile(text, {section: {name: value for name, value in values.items() if name in data[section]}
                                  for section, values in upgraded.items()})
     except OSError as error:
         reason = f"cannot read it ({error.strerror or error})"
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        reason = f"not a JSON file ({error})"
+    except ReadError as error:
+        reason = f"not a ddim configuration file: {str(error).removeprefix(text + ' ')}"
     except (ConfigError, TypeError, ValueError) as error:
         reason = f"not a valid ddim configuration ({error})"
     raise argparse.ArgumentTypeError(f"{text}: {reason}")

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
-from ..integrity import CheckpointError
 from ..layout import RunLayout
 from ..runtime import DeviceError
 from ..training import default_callbacks, fit
+from ..training.resume import saved_config
 from . import config_options, options
 
 
@@ -41,13 +41,7 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
         if getattr(args, given) is not None:
             parser.error(f"--{given} and --resume cannot be combined: a resumed run keeps its own "
                          f"{RunLayout(run_dir).config} (give the options to change on the command line)")
-    saved = RunLayout(run_dir).config
-    if not saved.is_file():
-        raise CheckpointError(f"--resume {run_dir}: no {saved.name} there, so it is not a ddim run folder")
-    try:
-        base = RunConfig.load(saved)
-    except (ValueError, ConfigError, TypeError) as error:
-        raise CheckpointError(f"--resume {run_dir}: {saved} is not a valid ddim configuration: {error}") from error
+    base = saved_config(run_dir)
     for (section, name), value in config_options.given_options(args).items():
         if section == "model" and getattr(base.model, name) != value:
             option = config_options.CONFIG_OPTIONS[(section, name)][0]

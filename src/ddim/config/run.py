@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_text
+from ..reading import read_json
 from .fields import ConfigError
 from .sections import DataConfig, ModelConfig, TrainConfig
 from .versions import CONFIG_VERSION, upgrade_config_dict
@@ -72,7 +73,7 @@ class RunConfig:
     @classmethod
     def load(cls, path: Path) -> "RunConfig":
         """Read a config written by :meth:`save`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_dict(read_json(path))  # a ReadError (a ValueError) for a damaged or planted file
 
 
 #: The sections of a run configuration, by name: config.json's keys, the CLI's option groups, the API's fields.

@@ -4,7 +4,6 @@ offers for download. No Gradio here: the page turns :class:`DemoInputError` into
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -13,7 +12,8 @@ from typing import Any, Callable
 
 import torch
 
-from ..limits import MAX_GUIDANCE, MAX_SAMPLING_STEPS as MAX_STEPS, MAX_SEED  # noqa: F401 (the page's)
+from ..limits import (MAX_GUIDANCE, MAX_SAMPLING_STEPS as MAX_STEPS, MAX_SEED,  # noqa: F401 (the page's)
+                      LimitError, real_number, whole_number)
 from .. import api
 from ..model import DiffusionModel
 from ..reports import save_gif, save_grid, to_uint8
@@ -27,32 +27,8 @@ FRAME_MS = 120  # GIF frame duration, as `ddim interpolate`'s default
 Progress = Callable[[int, int], None]
 
 
-class DemoInputError(ValueError):
+class DemoInputError(LimitError):
     """A value the page refuses, with a message that says which and why."""
-
-
-def whole_number(value: Any, name: str, low: int, high: int) -> int:
-    """``value`` as an int in [low, high], or a :class:`DemoInputError` naming ``name``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DemoInputError(f"{name} must be a whole number, got {value!r}") from None
-    if not math.isfinite(number) or number != int(number):
-        raise DemoInputError(f"{name} must be a whole number, got {value!r}")
-    if not low <= number <= high:
-        raise DemoInputError(f"{name} must be between {low:,} and {high:,}, got {int(number):,}")
-    return int(number)
-
-
-def real_number(value: Any, name: str, low: float, high: float) -> float:
-    """``value`` as a finite float in [low, high], or a :class:`DemoInputError` naming ``name``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise DemoInputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or not low <= number <= high:
-        raise DemoInputError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
-    return number
 
 
 def sampler_options(sampler: Any, eta: Any) -> dict[str, float]:

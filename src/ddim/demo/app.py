@@ -29,7 +29,7 @@ def _on_page(call: Callable[[], Any]) -> Any:
     gr = require_gradio()
     try:
         return call()
-    except actions.DemoInputError as error:
+    except actions.LimitError as error:  # a refused number (the page's own checks and the API's)
         raise gr.Error(str(error), title="Cannot draw this", print_exception=False) from None
     except ValueError as error:  # the API's own refusals, e.g. a class the model does not know
         log.info("the demo's request was refused: %s", error)

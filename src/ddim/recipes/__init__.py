@@ -8,12 +8,12 @@ from the defaults (the Keras example's), in ``config.json``'s sections: ``{"vers
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import CONFIG_VERSION, ConfigError, RunConfig, upgrade_config_dict
+from ..reading import read_json
 
 RECIPES_FOLDER = Path(__file__).resolve().parent
 DEFAULT_RECIPE = "keras-example"
@@ -58,7 +58,7 @@ def load_recipe(name: str) -> Recipe:
                           "them with every value they change)")
     path = RECIPES_FOLDER / f"{name}.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         description, references = data.pop("description"), tuple(data.pop("references", ()))
         fields = {section: values for section, values in upgrade_config_dict(data).items()}
         recipe = Recipe(name, str(description), references, fields)

@@ -51,6 +51,9 @@ def fit(config: RunConfig, run_dir: Path, *, splits: ImageSplits | None = None,
     saving a checkpoint when SIGINT/SIGTERM arrive.
     """
     layout = RunLayout(Path(run_dir))
+    if resume and not layout.config.exists():
+        raise TrainingError(f"cannot resume {layout.root}: it holds no {layout.config.name}, so it is not a ddim run "
+                            "folder (to start a new run there, train without resume)")
     with training_session(config) as session:
         setup = build_setup(config, layout, session, resume=resume, splits=splits, kid_extractor=kid_extractor,
                             progress=progress)

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from .. import checkpoint as ckpt
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from ..config.fields import field_option, shown
-from ..layout import CheckpointLayout
+from ..reading import ReadError
+from ..layout import CheckpointLayout, RunLayout
 from .errors import TrainingError
 from .progress import TrainProgress
 from .setup import TrainingSetup
@@ -22,6 +23,23 @@ from .setup import TrainingSetup
 RESUME_FIXED = {"data": ("split_seed", "train_fraction", "repeats", "train_images", "validation_images", "flip"),
                 "train": ("batch_size", "seed", "loss", "ema", "ema_warmup", "ema_std", "class_dropout",
                           "lr_schedule", "lr_warmup_steps", "lr_decay_steps", "lr_floor")}
+
+
+def saved_config(run_dir: Path) -> RunConfig:
+    """The configuration a run folder records (its config.json): what resuming it continues with, from the CLI
+    and the API alike (a :class:`ddim.integrity.CheckpointError` naming the folder if it holds none)."""
+    saved = RunLayout(run_dir).config
+    if not Path(run_dir).is_dir():
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: there is no such folder")
+    if not saved.exists():
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: no {saved.name} there, so it is not a ddim run folder")
+    try:
+        return RunConfig.load(saved)
+    except ReadError as error:  # the message names the file
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: {error}") from error
+    except (ValueError, ConfigError, TypeError) as error:
+        raise ckpt.CheckpointError(f"cannot resume {run_dir}: {saved} is not a valid ddim configuration: {error}") \
+            from error
 
 
 def check_resume_config(saved: RunConfig, config: RunConfig, where: Path) -> None:
@@ -112,8 +130,15 @@ def restore(setup: TrainingSetup) -> tuple[TrainProgress, list[str]]:
     _check_optimizer_state(raw["optimizer"], setup.optimizer, folder)
     setup.model.load_state_dict(saved.state_dict(), strict=True)  # same config, so the same tensors
     setup.optimizer.load_state_dict(raw["optimizer"])
-    progress.noise_generator.set_state(generators[distributed.rank].to(progress.noise_generator.get_state().device))
+    try:
+        progress.noise_generator.set_state(generators[distributed.rank].to(progress.noise_generator.get_state().device))
+    except RuntimeError as error:  # e.g. a 7-byte state, or one of another device's generator
+        raise TrainingError(f"cannot resume {folder}: its noise generator state is not one this device's generator "
+                            f"takes ({str(error).splitlines()[0]})") from error
     if "epoch_totals" in raw:
+        if raw["epoch_totals"].shape != progress.epoch_totals.shape:
+            raise TrainingError(f"cannot resume {folder}: its epoch_totals hold {tuple(raw['epoch_totals'].shape)} "
+                                f"sums, this run keeps {tuple(progress.epoch_totals.shape)}")
         progress.epoch_totals.copy_(raw["epoch_totals"])
     # absent before ddim 0.3: the resumed epoch's row then times only the steps after the resume
     progress.epoch_seconds = float(raw.get("epoch_seconds", 0.0))
