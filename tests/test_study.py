@@ -176,7 +176,11 @@ def test_earlier_points_come_only_from_a_readable_study_of_the_same_protocol(tmp
     path.write_text(json.dumps({"points": [point]}))  # written before studies recorded their protocol
     assert earlier_points(path, protocol)[1].endswith("does not record its settings (an older ddim wrote it); "
                                                       "measuring every point")
-    path.write_text(json.dumps({"protocol": protocol, "points": [point, {"sampler": "heun"}]}))
+    path.write_text(json.dumps({"protocol": protocol, "points": [point]}))
     assert earlier_points(path, protocol) == ([point], f"{path}: 1 point measured earlier with these settings")
+    edited = [{"sampler": "heun"}, {**point, "kid": "abc"}, {**point, "fid": float("nan")}, {**point, "steps": True}]
+    path.write_text(json.dumps({"protocol": protocol, "points": [point, *edited]}))  # NaN: json writes NaN
+    assert earlier_points(path, protocol) == ([point], f"{path}: 1 point measured earlier with these settings (4 "
+                                                       "without a valid KID and FID will be measured again)")
     path.write_text('{"protocol": ')
     assert earlier_points(path, protocol)[0] == [] and "cannot be read" in earlier_points(path, protocol)[1]

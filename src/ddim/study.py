@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -121,9 +122,12 @@ def earlier_points(path: Path, protocol: dict[str, Any]) -> tuple[list[dict[str,
         return [], ""
     try:
         earlier = read_json(path)
-        points = [point for point in earlier["points"] if {"sampler", "steps", "kid", "fid"} <= set(point)]
+        points = [point for point in earlier["points"] if isinstance(point, dict)]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return [], f"{path} cannot be read ({error}); measuring every point"
+    measured = [point for point in points if _measured(point)]
+    dropped = len(points) - len(measured)
+    points = measured
     before = earlier.get("protocol") if isinstance(earlier, dict) else None
     if not isinstance(before, dict):
         return [], f"{path} does not record its settings (an older ddim wrote it); measuring every point"
@@ -133,7 +137,19 @@ def earlier_points(path: Path, protocol: dict[str, Any]) -> tuple[list[dict[str,
         what = {"weights_sha256": "other weights", "data_fingerprint": "other real images"}.get(
             key, f"{key} was {before.get(key)!r}, now {protocol[key]!r}")
         return [], f"{path} measured other settings ({what}); measuring every point again"
-    return points, f"{path}: {len(points)} point{'s' if len(points) != 1 else ''} measured earlier with these settings"
+    note = f" ({dropped} without a valid KID and FID will be measured again)" if dropped else ""
+    return points, (f"{path}: {len(points)} point{'s' if len(points) != 1 else ''} measured earlier with these "
+                    f"settings{note}")
+
+
+def _measured(point: dict[str, Any]) -> bool:
+    """Whether an earlier point holds what a study reports: a sampler, a step count and finite KID and FID
+    (a point edited to "abc" or NaN is measured again, never reused)."""
+    def real(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    steps = point.get("steps")
+    return (isinstance(point.get("sampler"), str) and isinstance(steps, int) and not isinstance(steps, bool)
+            and steps >= 1 and real(point.get("kid")) and real(point.get("fid")))
 
 
 def write_study(rows: Sequence[dict[str, Any]], path: Path, checkpoint: str | Path | None = None) -> None:
