@@ -67,8 +67,10 @@ def export_model(model: DiffusionModel, config: RunConfig, out: Path, *, dtype: 
         tensors[f"normalizer.{name}"] = tensor.detach().cpu().float().contiguous()
     bad = non_finite(tensors)
     if bad is not None:
+        overflow = dtype != "fp32" and non_finite(model.ema_network.state_dict()) is None  # finite before conversion
         raise ExportError(f"refusing to export non-finite weights ({bad}"
-                          f"{' after conversion to ' + dtype if dtype != 'fp32' else ''})")
+                          f"{' after conversion to ' + dtype if dtype != 'fp32' else ''})"
+                          + (f"; they exceed {dtype}'s range: export with --dtype fp32" if overflow else ""))
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": json.dumps(config.to_dict()),
                 "dtype": dtype, "sha256": tensors_sha256(tensors),
                 **{key: str(value) for key, value in (info or {}).items()}}

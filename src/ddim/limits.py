@@ -4,6 +4,7 @@ against these (a page's own smaller sizes are the demo's)."""
 from __future__ import annotations
 
 import math
+import os
 
 MAX_SAMPLING_STEPS = 10_000  #: sampling (and inversion) steps: no sampler gains past this, and its time grid would grow
 MAX_IMAGES = 1_000_000  #: images one command may generate (KID/FID keep 8 KiB of features each)
@@ -28,12 +29,12 @@ def whole_number(value: object, name: str, low: int, high: int) -> int:
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
-            raise LimitError(f"{name} must be a whole number, got {_shown(value)}") from None
+            raise LimitError(f"{name} must be a whole number, got {shorten(value)}") from None
         if not math.isfinite(number) or number != int(number):
-            raise LimitError(f"{name} must be a whole number, got {_shown(value)}")
+            raise LimitError(f"{name} must be a whole number, got {shorten(value)}")
         whole = int(number)
     if not low <= whole <= high:
-        raise LimitError(f"{name} must be between {low:,} and {high:,}, got {_shown(whole)}")
+        raise LimitError(f"{name} must be between {low:,} and {high:,}, got {shorten(whole)}")
     return whole
 
 
@@ -45,13 +46,17 @@ def real_number(value: object, name: str, low: float, high: float) -> float:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
-        raise LimitError(f"{name} must be a number, got {_shown(value)}") from None
+        raise LimitError(f"{name} must be a number, got {shorten(value)}") from None
     if not math.isfinite(number) or not low <= number <= high:
-        raise LimitError(f"{name} must be a number from {low:g} to {high:g}, got {_shown(value)}")
+        raise LimitError(f"{name} must be a number from {low:g} to {high:g}, got {shorten(value)}")
     return number
 
 
-def _shown(value: object, width: int = 60) -> str:
-    """``value`` for a message, cut to ``width`` characters (a 100 MB value is not echoed back)."""
-    text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**30 else repr(value)
+def shorten(value: object, width: int = 80) -> str:
+    """``value`` (its repr; an int with thousands separators; a path as it is) for a message, cut to ``width``
+    characters: a 100 MB value is not echoed back."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**30:
+        text = f"{value:,}"
+    else:
+        text = str(value) if isinstance(value, os.PathLike) else repr(value)
     return text if len(text) <= width else f"{text[:width]}... ({len(text):,} characters)"

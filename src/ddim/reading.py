@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import stat
+import zipfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 MAX_JSON_BYTES = 16 * 2**20  #: a configuration, a recipe, results: a few KiB each; study.json stays far below
 
@@ -88,3 +92,35 @@ def _check(path: Path, info: os.stat_result, limit: int | None) -> None:
         raise ReadError(f"{path} is {kind}, not a regular file")
     if limit is not None and info.st_size > limit:
         raise ReadError(f"{path} is {info.st_size:,} bytes, more than the {limit:,} a ddim file of this kind may hold")
+
+
+def npz_array(path: Path | str, name: str, max_bytes: int) -> Any:
+    """The array ``name`` of the .npz archive ``path`` (never unpickling), after checking the size its header
+    declares: an archive of a few hundred bytes can declare a 90 GiB array (a decompression bomb), refused here
+    (:class:`ReadError`) before anything is allocated. ``KeyError`` if there is no such array."""
+    path = Path(path)
+    regular_file_size(path)
+    with zipfile.ZipFile(path) as archive:
+        with archive.open(f"{name}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ReadError(f"{path}: its {name!r} array has an unknown .npy version {version}")
+            shape, _, dtype = read_header(member)
+        declared = math.prod(shape) * dtype.itemsize
+        if declared > max_bytes:
+            raise ReadError(f"{path}: its {name!r} array declares {declared:,} bytes ({shape}), more than the "
+                            f"{max_bytes:,} allowed here; it is damaged or not a file of this kind")
+        if dtype.hasobject:
+            raise ReadError(f"{path}: its {name!r} array holds Python objects, which ddim never unpickles")
+        with np.load(path, allow_pickle=False) as loaded:
+            return loaded[name]
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (16 GiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..limits import MAX_IMAGES, MAX_SAMPLING_STEPS, MAX_SEED
+from ..limits import MAX_IMAGES, MAX_SAMPLING_STEPS, MAX_SEED, shorten
 
 
 def positive_int(text: str) -> int:
@@ -45,6 +46,9 @@ image_count = int_between(1, MAX_IMAGES)
 def output_folder(text: str) -> Path:
     """An argparse type: a folder that is (or can be made) writable; never a file."""
     path = Path(text)
+    too_long = next((part for part in path.parts if len(os.fsencode(part)) > 255), None)
+    if too_long is not None:  # the system refuses such a name (and Path.exists raises instead of saying no)
+        raise argparse.ArgumentTypeError(f"{shorten(too_long)} is longer than 255 bytes, too long for a file name")
     existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
     if existing.exists() and not existing.is_dir():
         raise argparse.ArgumentTypeError(f"{existing} is a file, not a folder")

@@ -11,7 +11,9 @@ from ..data import DataError
 from ..data.dataset import default_cache_dir
 from ..files import WriteError
 from ..integrity import CheckpointError
+from ..limits import LimitError, shorten
 from ..metrics.inception import InceptionError
+from ..reading import ReadError
 from ..runtime import DeviceError, use_compile_cache
 from ..training import TrainingError, TrainingInterrupted
 
@@ -29,6 +31,13 @@ def run_command(args: argparse.Namespace) -> int:
         return stop.exit_code
     except (DataError, CheckpointError, TrainingError, InceptionError, DeviceError, WriteError) as error:
         print(f"ddim {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except (LimitError, ReadError) as error:  # a number out of bounds, a planted or damaged file: named
+        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # what the system refused (a name too long, no permission): the path and the reason
+        where = f"{shorten(error.filename)}: " if error.filename is not None else ""
+        print(f"ddim {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"ddim {args.command}: interrupted", file=sys.stderr)

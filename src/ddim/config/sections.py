@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..limits import MAX_SEED
 from .fields import (BATCHNORM_MODES, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS, PREDICTION_TARGETS,
                      _finite, _one_of, _positive_int, _require, option, recorded)
 
@@ -87,8 +88,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(isinstance(self.path, str) and self.path != "", "path", "must name a data folder")
-        _require(isinstance(self.split_seed, int) and not isinstance(self.split_seed, bool), "split_seed",
-                 f"must be an integer, got {self.split_seed!r}")
+        _require(isinstance(self.split_seed, int) and not isinstance(self.split_seed, bool)
+                 and 0 <= self.split_seed <= MAX_SEED, "split_seed",
+                 f"must be an integer from 0 to {MAX_SEED}, got {self.split_seed!r}")
         _finite(self.train_fraction, "train_fraction")
         _require(0.0 < self.train_fraction < 1.0, "train_fraction",
                  f"must be strictly between 0 and 1, got {self.train_fraction}")
@@ -190,8 +192,8 @@ class TrainConfig:
         _require(self.guidance >= 0, "guidance", f"must be >= 0, got {self.guidance}")
         if self.max_steps is not None:
             _positive_int(self.max_steps, "max_steps")
-        _require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed",
-                 f"must be a non-negative integer, got {self.seed!r}")
+        _require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED, "seed",
+                 f"must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
         _require(isinstance(self.device, str) and self.device != "", "device", "must name a device")
         _positive_int(self.plot_steps, "plot_steps")
         _positive_int(self.plot_images, "plot_images")

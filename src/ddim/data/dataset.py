@@ -11,6 +11,8 @@ import dataclasses
 import hashlib
 import os
 import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +22,7 @@ import numpy as np
 
 from ..config import DataConfig, RunConfig
 from ..files import atomic_path
+from ..reading import memory_bytes, npz_array
 from . import flowers
 from .errors import DataError, DataWarning
 from .images import IMAGE_EXTENSIONS, list_images, load_images
@@ -99,10 +102,11 @@ def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: 
     key = _decoding_cache_key(folder, files, image_size)
     cache_file = cache_dir / "images" / f"{folder.name}-{key[:16]}-{image_size}px{'-skip' if skip_unreadable else ''}.npz"
     if cache_file.is_file():
-        try:
-            with np.load(cache_file) as cached:
-                return cached["images"], cached["kept"], cached["upscaled"]
-        except (OSError, ValueError, KeyError):
+        try:  # each array's declared size checked first: a planted cache file cannot claim all memory
+            images, kept, upscaled = (npz_array(cache_file, name, memory_bytes() // 2)
+                                      for name in ("images", "kept", "upscaled"))
+            return images, kept, upscaled
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # ReadError: a ValueError
             pass  # a damaged cache is rebuilt below
     update = progress(f"decoding {len(files)} images from {folder}", len(files)) if progress else None
     images, kept, upscaled = load_images(files, image_size, skip_unreadable=skip_unreadable, progress=update)

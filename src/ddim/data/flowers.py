@@ -7,6 +7,7 @@ image) and ``setid.mat`` (1-based image ids of the train / validation / test spl
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import numpy as np
 from torchvision.datasets import Flowers102
 from torchvision.datasets.utils import download_url, extract_archive
 
+from ..reading import regular_file_size
 from .errors import DataError
 
 DEFAULT_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
@@ -46,12 +48,25 @@ class FlowersIndex:
     splits: dict[str, np.ndarray]  # "train" / "validation" / "test" -> 1-based ids, as in setid.mat
 
 
+MAX_MAT_BYTES = 64 * 2**20  #: the official imagelabels.mat and setid.mat are 0.5 and 15 KiB
+MAX_MAT_ELEMENTS = 10**7  #: one label or id per image: far more images than any data set of this layout
+
+
 def _loadmat(path: Path) -> dict:
-    from scipy.io import loadmat  # scipy reads MATLAB files; imported here to keep startup light
+    """A MATLAB file's variables, after checking what it declares: a compressed file of a few hundred bytes can
+    declare gigabytes (a decompression bomb), so the declared sizes are read first (``whosmat``) and bounded."""
+    from scipy.io import loadmat, whosmat  # scipy reads MATLAB files; imported here to keep startup light
 
     try:
+        regular_file_size(path, MAX_MAT_BYTES)
+        for name, shape, _ in whosmat(path):
+            if math.prod(shape) > MAX_MAT_ELEMENTS:
+                raise DataError(f"{path}: its {name!r} declares {math.prod(shape):,} values, more than the "
+                                f"{MAX_MAT_ELEMENTS:,} a Flowers 102 index may hold; it is damaged or not the official file")
         return loadmat(path)
-    except Exception as error:  # scipy raises several unrelated types for a damaged file
+    except DataError:
+        raise
+    except Exception as error:  # scipy raises several unrelated types for a damaged file; ReadError: not a file
         raise DataError(f"cannot read {path}: {error}") from error
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..reading import ReadError, memory_bytes, npz_array, regular_file_size
 from .errors import DataError
 from .images import list_images, read_rgb
 
@@ -52,17 +53,19 @@ def read_folder(folder: Path) -> np.ndarray:
 
 
 def read_npz(path: Path) -> np.ndarray:
-    """The ``images`` array of an .npz file, never unpickling anything; a DataError names the file."""
+    """The ``images`` array of an .npz file, never unpickling anything, its declared size checked before it is
+    read (at most half of this machine's memory); a DataError names the file."""
     try:
+        regular_file_size(path)
         with open(path, "rb") as handle:
-            archive = np.load(handle, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
+            if handle.read(6) == b"\x93NUMPY":
                 raise DataError(f"{path} holds a single array, not an .npz archive with an 'images' entry")
-            with archive:
-                if "images" not in archive:
-                    raise DataError(f"{path} holds no 'images' array (it has {', '.join(archive.files) or 'none'})")
-                return archive["images"]
-    except NPZ_ERRORS as error:
+        return npz_array(path, "images", max_bytes=memory_bytes() // 2)
+    except KeyError:
+        with np.load(path, allow_pickle=False) as archive:
+            names = ", ".join(archive.files) or "none"
+        raise DataError(f"{path} holds no 'images' array (it has {names})") from None
+    except (ReadError, *NPZ_ERRORS) as error:
         raise DataError(f"cannot read {path} as an .npz file of uint8 'images': {error}") from error
 
 

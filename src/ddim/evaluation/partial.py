@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_path, write_text
+from ..reading import regular_file_size
+
+
+BATCH_FILE = re.compile(r"images-(\d{7,})-(\d{7,})\.npy")  #: the name :meth:`PartialFeatures._file` gives
 
 
 class PartialFeatures:
@@ -34,8 +39,9 @@ class PartialFeatures:
     def load(self, first: int, count: int) -> np.ndarray | None:
         """The features of images ``first`` .. ``first + count - 1`` if an earlier run finished that batch."""
         try:
-            features = np.load(self._file(first, count))
-        except (OSError, ValueError, EOFError):
+            regular_file_size(self._file(first, count))  # never a FIFO or a device planted under the name
+            features = np.load(self._file(first, count), allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # ReadError is a ValueError
             return None  # not finished earlier, or unreadable: generated again
         return features if features.ndim == 2 and len(features) == count else None
 
@@ -51,8 +57,8 @@ class PartialFeatures:
 
     def count(self) -> int:
         """How many images' features earlier runs left here."""
-        return sum(int(path.stem.split("-")[2]) - int(path.stem.split("-")[1]) + 1
-                   for path in self.folder.glob("images-*-*.npy"))
+        spans = [BATCH_FILE.fullmatch(path.name) for path in self.folder.glob("images-*-*.npy")]
+        return sum(int(span[2]) - int(span[1]) + 1 for span in spans if span)  # a stray file is no batch
 
     def clear(self) -> None:
         """Remove the folder: the generation is complete."""
