@@ -20,7 +20,6 @@ import ddim
 from ddim.cli import main
 from ddim.integrity import CheckpointError, tensors_sha256
 from ddim.reading import ReadError, read_json
-from ddim.training import TrainingError
 
 
 @pytest.fixture(scope="module")
