@@ -151,7 +151,7 @@ def test_a_partial_config_file_keeps_the_other_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("content, message", [
     (None, "cannot read it (No such file or directory)"),
-    ("{not json", "not a JSON file"),
+    ("{not json", "not a ddim configuration file: is not valid JSON"),
     ("[1, 2]", "must be an object of sections"),
     ('{"model": 5}', "model: must be an object of fields, got int"),
     ('{"train": []}', "train: must be an object of fields, got list"),

@@ -12,6 +12,17 @@ MAX_SEED = 2**63 - 1  #: seeds are 63-bit
 MAX_GUIDANCE = 20.0  #: classifier-free guidance weight; far past the useful range (about 1 to 4)
 MAX_FRAMES = 240  #: frames of one interpolation (a GIF of 30 s at 120 ms a frame)
 MAX_BATCH = MAX_IMAGES  #: images per batch (a larger batch is the whole request)
+MAX_TRAIN_BATCH = 65_536  #: training batch (the Keras example's is 64)
+MAX_IMAGE_SIZE = 512  #: pixels per side of a model's images (the Keras example's are 64)
+MAX_WIDTH = 4096  #: channels of one U-Net level
+MAX_LEVELS = 8  #: entries of --widths (a 512 px image halves 7 times to 4 px)
+MAX_BLOCK_DEPTH = 16  #: residual blocks per level
+MAX_EMBEDDING_DIMS = 4096  #: noise-embedding dimensions
+MAX_PLOT_IMAGES = 1024  #: images of one sample grid
+MAX_REPEATS = 10_000  #: passes over the data per epoch
+MAX_PAIRS = 1024  #: pairs of one ddim interpolate
+MAX_STUDY_POINTS = 64  #: evaluation budgets of one ddim study
+MAX_BENCH_ROUNDS = 100  #: rounds of one ddim bench
 
 
 class LimitError(ValueError):

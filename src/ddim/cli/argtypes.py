@@ -30,9 +30,9 @@ def int_between(low: int, high: int, what: str = "") -> Callable[[str], int]:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected an integer, got {shorten(text)}")
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}{what}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}{what}, got {shorten(value)}")
         return value
     parse.__name__ = "integer"
     return parse
@@ -102,20 +102,32 @@ def number_between(low: float, high: float) -> Callable[[str], float]:
     return parse
 
 
+MAX_LIST_CHARACTERS = 1000  #: a list option's text (8 widths, 64 budgets are far shorter)
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """An argparse type: comma-separated integers such as 32,64,96,128."""
+    if len(text) > MAX_LIST_CHARACTERS:
+        raise argparse.ArgumentTypeError(f"a list of {len(text):,} characters is far longer than any this option "
+                                         f"takes (at most {MAX_LIST_CHARACTERS:,})")
     try:
         return tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64,96,128, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 32,64,96,128, got {shorten(text)}")
 
 
-def positive_int_list(text: str) -> tuple[int, ...]:
-    """An argparse type: comma-separated positive integers."""
-    values = int_list(text)
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+def int_list_between(low: int, high: int, most: int, what: str = "") -> Callable[[str], tuple[int, ...]]:
+    """An argparse type: at most ``most`` comma-separated integers, each in [low, high]."""
+    def parse(text: str) -> tuple[int, ...]:
+        values = int_list(text)
+        if len(values) > most:
+            raise argparse.ArgumentTypeError(f"takes at most {most} values, got {len(values):,}")
+        wrong = next((v for v in values if not low <= v <= high), None)
+        if wrong is not None:
+            raise argparse.ArgumentTypeError(f"each value must be between {low:,} and {high:,}{what}, got {shorten(wrong)}")
+        return values
+    parse.__name__ = "list"
+    return parse
 
 
 def yes_no(text: str) -> bool:

@@ -6,6 +6,7 @@ import argparse
 
 from ..bench import format_table, run_benchmark
 from ..config import COMPILE_MODES, PRECISIONS, ConfigError, ModelConfig
+from ..limits import MAX_BATCH, MAX_BENCH_ROUNDS, MAX_TRAIN_BATCH
 from ..runtime import resolve_device, resolve_runtime
 from . import argtypes, config_options, options
 
@@ -16,12 +17,12 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                                  description="Measure training and DDIM sampling images/s of the straightforward "
                                  "eager fp32 step and of the optimised step, in the same run, and print a table.")
     options.add_device(parser)
-    parser.add_argument("--batch-size", type=argtypes.positive_int, default=64, help="training batch (default: 64)")
-    parser.add_argument("--sample-batch-size", type=argtypes.positive_int, default=None,
+    parser.add_argument("--batch-size", type=argtypes.int_between(1, MAX_TRAIN_BATCH), default=64, help="training batch (default: 64)")
+    parser.add_argument("--sample-batch-size", type=argtypes.int_between(1, MAX_BATCH), default=None,
                         help="sampling batch (default: 1024 on a GPU, 64 on a CPU)")
-    parser.add_argument("--sample-steps", type=argtypes.positive_int, default=20, help="DDIM steps (default: 20)")
+    parser.add_argument("--sample-steps", type=argtypes.sampling_steps, default=20, help="DDIM steps (default: 20)")
     parser.add_argument("--no-sampling", action="store_true", help="measure training only")
-    parser.add_argument("--rounds", type=argtypes.positive_int, default=3, help="alternating timed rounds (default: 3)")
+    parser.add_argument("--rounds", type=argtypes.int_between(1, MAX_BENCH_ROUNDS), default=3, help="alternating timed rounds (default: 3)")
     parser.add_argument("--iterations", type=argtypes.positive_int, default=3,
                         help="training steps per round (default: 3)")
     parser.add_argument("--warmup", type=argtypes.int_between(0, 10_000), default=2, help="untimed steps first (default: 2)")

@@ -24,21 +24,29 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         return args.run(args.parser, args)
     except ClassError as error:  # a class the model does not know: a usage error, like a bad option value
-        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _say(args, error, 2)
     except TrainingInterrupted as stop:
         print(f"ddim {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code
     except (DataError, CheckpointError, TrainingError, InceptionError, DeviceError, WriteError) as error:
-        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return _say(args, error, 1)
     except (LimitError, ReadError) as error:  # a number out of bounds, a planted or damaged file: named
-        print(f"ddim {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        return _say(args, error, 1)
     except OSError as error:  # what the system refused (a name too long, no permission): the path and the reason
         where = f"{shorten(error.filename)}: " if error.filename is not None else ""
-        print(f"ddim {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
-        return 1
+        return _say(args, f"{where}{error.strerror or error}", 1)
     except KeyboardInterrupt:
         print(f"ddim {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+MAX_MESSAGE = 2000  #: characters of an error line; a path or value of megabytes in it is cut
+
+
+def _say(args: argparse.Namespace, error: object, status: int) -> int:
+    """Print the one error line (cut at :data:`MAX_MESSAGE` characters); returns ``status``."""
+    message = str(error)
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message):,} characters)"
+    print(f"ddim {args.command}: error: {message}", file=sys.stderr)
+    return status

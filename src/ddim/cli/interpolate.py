@@ -9,7 +9,7 @@ import torch
 
 from ..classes import labels_for
 from ..interpolation import interpolate
-from ..limits import MAX_FRAMES
+from ..limits import MAX_FRAMES, MAX_PAIRS
 from ..loading import load_model
 from ..reports import save_gif, save_grid
 from . import argtypes, options
@@ -23,7 +23,8 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                                  "an animated GIF, with the settings in interpolate.json.")
     options.add_checkpoint(parser)
     parser.add_argument("--seed", type=argtypes.seed, default=0, help="noise seed (default: 0)")
-    parser.add_argument("--pairs", type=argtypes.positive_int, default=4, help="rows of the strip (default: 4)")
+    parser.add_argument("--pairs", type=argtypes.int_between(1, MAX_PAIRS), default=4,
+                        help="rows of the strip (default: 4)")
     parser.add_argument("--frames", type=argtypes.int_between(2, MAX_FRAMES), default=9,
                         help=f"images per row, 2 to {MAX_FRAMES} (default: 9)")
     parser.add_argument("--steps", type=argtypes.sampling_steps, default=20, help="DDIM steps (default: 20)")

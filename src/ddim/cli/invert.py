@@ -12,7 +12,7 @@ import torch
 from ..data import run_splits
 from ..data.images import load_image
 from ..inversion import invert_and_reconstruct, reconstruction_error
-from ..limits import MAX_SAMPLING_STEPS
+from ..limits import MAX_SAMPLING_STEPS, MAX_STUDY_POINTS
 from ..loading import load_model
 from ..reports import save_grid
 from . import argtypes, options
@@ -32,7 +32,8 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         "(default: the checkpoint's data)")
     parser.add_argument("--num", type=argtypes.positive_int, default=8,
                         help="validation images to invert when no --images are given (default: 8)")
-    parser.add_argument("--steps", type=argtypes.positive_int_list, default=(2, 5, 10, 20, 50),
+    parser.add_argument("--steps", type=argtypes.int_list_between(1, MAX_SAMPLING_STEPS, MAX_STUDY_POINTS, " (more steps gain nothing)"),
+                        default=(2, 5, 10, 20, 50),
                         help="comma-separated step counts (default: 2,5,10,20,50)")
     parser.add_argument("--out", type=argtypes.output_folder, required=True, metavar="DIR",
                         help="output folder (grids, errors.csv, invert.json)")
@@ -45,8 +46,6 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
     device, runtime = options.resolve_runtime_args(args)
-    if max(args.steps) > MAX_SAMPLING_STEPS:
-        parser.error(f"--steps {max(args.steps)} is more than {MAX_SAMPLING_STEPS:,} (more steps gain nothing)")
     model = load_model(args.checkpoint, device=device)
     config, folder = model.origin.config, model.origin.source
     size = config.model.image_size

@@ -9,6 +9,7 @@ import re
 from typing import NoReturn
 
 UNRECOGNIZED = "unrecognized arguments: "
+MAX_MESSAGE = 400  #: characters of a usage error before the value in it is cut
 INVALID_CHOICE = re.compile(r"invalid choice: '(?P<word>[^']*)' \(choose from (?P<choices>.*)\)$")
 
 
@@ -29,6 +30,8 @@ class Parser(argparse.ArgumentParser):
             close = difflib.get_close_matches(invalid["word"], choices, n=1, cutoff=0.6)
             if close:
                 message += f"; did you mean {close[0]!r}?"
+        if len(message) > MAX_MESSAGE:  # a value of megabytes is not echoed back in full
+            message = f"{message[:MAX_MESSAGE]}... ({len(message):,} characters)"
         self.exit(2, f"{self.prog}: error: {message} ({self.prog} --help lists the options)\n")
 
     def options(self) -> list[str]:

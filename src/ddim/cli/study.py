@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..data import run_splits
 from ..evaluation import REFERENCES, partial_folder
+from ..limits import MAX_SAMPLING_STEPS, MAX_STUDY_POINTS
 from ..loading import load_model
 from ..metrics.inception import KID_SIZES, load_inception
 from ..plots import plot_study
@@ -46,7 +47,8 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     parser.add_argument("--samplers", type=sampler_list, default=sampler_list("ddim,ddim:eta=1,ddpm,dpmpp-2m,heun"),
                         help="comma-separated samplers, ddim:eta=E for stochastic DDIM "
                         "(default: ddim,ddim:eta=1,ddpm,dpmpp-2m,heun)")
-    parser.add_argument("--evaluations", type=argtypes.positive_int_list, default=DEFAULT_EVALUATIONS,
+    parser.add_argument("--evaluations", type=argtypes.int_list_between(1, 2 * MAX_SAMPLING_STEPS, MAX_STUDY_POINTS),
+                        default=DEFAULT_EVALUATIONS,
                         help="network evaluations per image to try (default: 1,2,3,5,7,10,15,20,30,50; heun, "
                         "which spends 2·steps − 1, takes the most steps within each: 9 for 10)")
     parser.add_argument("--num", type=argtypes.image_count, default=None,

@@ -7,6 +7,8 @@ import math
 from dataclasses import Field, field
 from typing import Any
 
+from ..limits import shorten
+
 
 class ConfigError(ValueError):
     """An invalid configuration value; ``field`` names the offending field."""
@@ -61,9 +63,12 @@ def _require(condition: bool, field_name: str, message: str) -> None:
         raise ConfigError(field_name, message)
 
 
-def _positive_int(value: Any, field_name: str) -> None:
+def _positive_int(value: Any, field_name: str, high: int | None = None, why: str = "") -> None:
+    """A positive integer, at most ``high`` (the bound of :mod:`ddim.limits`, with ``why`` in the message)."""
     _require(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-             field_name, f"must be a positive integer, got {value!r}")
+             field_name, f"must be a positive integer, got {shorten(value)}")
+    if high is not None:
+        _require(value <= high, field_name, f"must be at most {high:,}{why}, got {shorten(value)}")
 
 
 def _finite(value: Any, field_name: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..limits import MAX_SEED
+from ..limits import (MAX_BATCH, MAX_BLOCK_DEPTH, MAX_EMBEDDING_DIMS, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_PLOT_IMAGES,
+                      MAX_REPEATS, MAX_SAMPLING_STEPS, MAX_SEED, MAX_TRAIN_BATCH, MAX_WIDTH, shorten)
 from .fields import (BATCHNORM_MODES, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS, PREDICTION_TARGETS,
                      _finite, _one_of, _positive_int, _require, option, recorded)
 
@@ -33,16 +34,16 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(isinstance(self.widths, (list, tuple)), "widths", f"must be a list of integers, got {self.widths!r}")
         object.__setattr__(self, "widths", tuple(self.widths))
-        _positive_int(self.image_size, "image_size")
-        _require(len(self.widths) >= 2, "widths",
-                 f"needs at least two widths (down blocks, then the middle), got {list(self.widths)}")
+        _positive_int(self.image_size, "image_size", MAX_IMAGE_SIZE, " pixels per side")
+        _require(2 <= len(self.widths) <= MAX_LEVELS, "widths",
+                 f"needs 2 to {MAX_LEVELS} widths (down blocks, then the middle), got {shorten(list(self.widths))}")
         for width in self.widths:
-            _positive_int(width, "widths")
+            _positive_int(width, "widths", MAX_WIDTH, " channels")
         levels = len(self.widths) - 1
         _require(self.image_size % (2**levels) == 0, "image_size",
                  f"must be divisible by 2**{levels} = {2**levels} for {levels} down blocks, got {self.image_size}")
-        _positive_int(self.block_depth, "block_depth")
-        _positive_int(self.embedding_dims, "embedding_dims")
+        _positive_int(self.block_depth, "block_depth", MAX_BLOCK_DEPTH)
+        _positive_int(self.embedding_dims, "embedding_dims", MAX_EMBEDDING_DIMS)
         _require(self.embedding_dims % 2 == 0, "embedding_dims", f"must be even, got {self.embedding_dims}")
         _finite(self.embedding_min_frequency, "embedding_min_frequency")
         _finite(self.embedding_max_frequency, "embedding_max_frequency")
@@ -94,7 +95,7 @@ class DataConfig:
         _finite(self.train_fraction, "train_fraction")
         _require(0.0 < self.train_fraction < 1.0, "train_fraction",
                  f"must be strictly between 0 and 1, got {self.train_fraction}")
-        _positive_int(self.repeats, "repeats")
+        _positive_int(self.repeats, "repeats", MAX_REPEATS)
         _require(isinstance(self.skip_unreadable, bool), "skip_unreadable",
                  f"must be true or false, got {self.skip_unreadable!r}")
         _require(isinstance(self.flip, bool), "flip", f"must be true or false, got {self.flip!r}")
@@ -159,7 +160,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive_int(self.epochs, "epochs")
-        _positive_int(self.batch_size, "batch_size")
+        _positive_int(self.batch_size, "batch_size", MAX_TRAIN_BATCH)
         _finite(self.lr, "lr")
         _require(self.lr > 0, "lr", f"must be positive, got {self.lr}")
         _finite(self.weight_decay, "weight_decay")
@@ -195,19 +196,19 @@ class TrainConfig:
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed <= MAX_SEED, "seed",
                  f"must be an integer from 0 to {MAX_SEED}, got {self.seed!r}")
         _require(isinstance(self.device, str) and self.device != "", "device", "must name a device")
-        _positive_int(self.plot_steps, "plot_steps")
-        _positive_int(self.plot_images, "plot_images")
+        _positive_int(self.plot_steps, "plot_steps", MAX_SAMPLING_STEPS, " (more steps gain nothing)")
+        _positive_int(self.plot_images, "plot_images", MAX_PLOT_IMAGES)
         _positive_int(self.log_every, "log_every")
         if self.checkpoint_every is not None:
             _positive_int(self.checkpoint_every, "checkpoint_every")
         _positive_int(self.keep_checkpoints, "keep_checkpoints")
         _require(isinstance(self.kid_every, int) and self.kid_every >= 0, "kid_every",
                  f"must be a non-negative integer (0 turns KID off), got {self.kid_every!r}")
-        _positive_int(self.kid_steps, "kid_steps")
-        _positive_int(self.kid_image_size, "kid_image_size")
+        _positive_int(self.kid_steps, "kid_steps", MAX_SAMPLING_STEPS, " (more steps gain nothing)")
+        _positive_int(self.kid_image_size, "kid_image_size", MAX_IMAGE_SIZE)
         _require(self.kid_image_size >= 75, "kid_image_size", f"InceptionV3 needs at least 75 px, got {self.kid_image_size}")
-        _positive_int(self.kid_batch_size, "kid_batch_size")
-        _positive_int(self.eval_batch_size, "eval_batch_size")
+        _positive_int(self.kid_batch_size, "kid_batch_size", MAX_BATCH)
+        _positive_int(self.eval_batch_size, "eval_batch_size", MAX_BATCH)
         _one_of(self.precision, PRECISIONS, "precision")
         _require(isinstance(self.channels_last, bool), "channels_last", f"must be true or false, got {self.channels_last!r}")
         _one_of(self.batchnorm, BATCHNORM_MODES, "batchnorm")

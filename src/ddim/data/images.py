@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..reading import memory_bytes
 from .errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -118,6 +119,12 @@ def load_images(paths: Sequence[Path], image_size: int, *, skip_unreadable: bool
     unreadable image raises :class:`DataError` naming the file, unless ``skip_unreadable``, in which
     case it is left out and its index is missing from the kept list.
     """
+    needed = 2 * len(paths) * image_size * image_size * 3  # the decoded images, and their stacked copy
+    if needed > memory_bytes():
+        raise DataError(f"{len(paths):,} images at {image_size} px need {needed / 2**30:.1f} GiB to decode, more than "
+                        f"this machine's {memory_bytes() / 2**30:.1f} GiB: use a smaller --image-size or fewer images "
+                        "(--train-images)")
+
     def load_one(path: Path) -> tuple[np.ndarray, bool] | None:
         try:
             return decode(path, image_size)
