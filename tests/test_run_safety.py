@@ -401,3 +401,22 @@ def test_what_a_killed_writer_left_is_cleaned_up_by_the_next_one(images: Path, t
     live.write_bytes(b"in progress")
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(exported)]) == 0
     assert exported.is_file() and [p.name for p in tmp_path.glob(".tmp-*")] == [live.name]
+
+
+def test_a_run_folder_inside_its_data_folder_is_left_out_of_the_images_and_resumes(tmp_path: Path, monkeypatch,
+                                                                                   capsys) -> None:
+    pictures = tmp_path / "pictures"
+    write_images(pictures, 32, size=(20, 18))
+    (pictures / "notes").mkdir()
+    (pictures / "notes" / "config.json").write_text('{"name": "not a ddim run"}')  # someone else's config.json
+    write_images(pictures / "notes", 2, size=(20, 18), seed=3)
+    monkeypatch.chdir(pictures)  # cd pictures; ddim train --data . --run-dir runs/r1
+    assert main(["train", "--data", ".", "--run-dir", "runs/r1", *TINY, "--max-steps", "3", "--plot-images", "4"]) == 0
+    assert list(Path("runs/r1/samples").glob("*.png"))  # the run wrote grids into the data folder
+    capsys.readouterr()
+    assert main(["train", "--resume", "runs/r1", "--max-steps", "4", "--no-progress"]) == 0  # the same images
+    err = capsys.readouterr().err
+    assert "left out" in err and "images in ddim run folders inside" in err and "runs/r1" in err
+    assert "pixels differ" not in err
+    assert main(["train", "--data", ".", "--run-dir", "runs/r2", *TINY, "--max-steps", "1"]) == 0
+    assert "training on 27 images (7 for validation)" in capsys.readouterr().err  # the 34 pictures, no grid

@@ -21,10 +21,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .files import FolderLock
+from .reading import ReadError, read_json
 
 CONFIG_NAME = "config.json"
 _STEP_PREFIX = "step_"
 _STEP_FOLDER = re.compile(rf"^{_STEP_PREFIX}(\d+)$")
+
+
+def ddim_folders_under(folder: Path) -> list[Path]:
+    """The run and checkpoint folders of ddim under ``folder`` (those holding a ddim ``config.json``, or the lock of
+    a run that is starting), outermost first: a data folder that holds a run must not train on the run's grids."""
+    found = []
+    for candidate in sorted(Path(folder).rglob(CONFIG_NAME)):
+        try:
+            data = read_json(candidate, limit=2**20)
+        except (OSError, ReadError):
+            continue
+        if isinstance(data, dict) and "model" in data and ("train" in data or "data" in data):
+            found.append(candidate.parent)
+    found += [lock.parent for lock in Path(folder).rglob(FolderLock.NAME) if lock.parent != Path(folder)]
+    outermost = sorted(set(found), key=lambda p: len(p.parts))
+    return [p for i, p in enumerate(outermost) if not any(q in p.parents for q in outermost[:i])]
 
 
 @dataclass(frozen=True)

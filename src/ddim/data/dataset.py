@@ -22,6 +22,7 @@ import numpy as np
 
 from ..config import DataConfig, RunConfig
 from ..files import atomic_path
+from ..layout import ddim_folders_under
 from ..reading import memory_bytes, npz_array
 from . import flowers
 from .errors import DataError, DataWarning
@@ -52,6 +53,16 @@ class ImageSplits:
     skipped: tuple[str, ...] = ()  # unreadable files left out (only with skip_unreadable)
     upscaled: int = 0  # images of train + validation smaller than the image size, so upscaled
     class_names: tuple[str, ...] = ()  # the classes, by label (Flowers 102's names, or the folder's subfolders)
+    in_runs: int = 0  # image files left out because they lie in ddim run folders inside the data folder
+    runs: tuple[str, ...] = ()  # those run folders, relative to the data folder
+
+    def runs_note(self) -> str:
+        """What was left out because it lies in run folders inside the data folder ("" if nothing)."""
+        if not self.in_runs:
+            return ""
+        shown = ", ".join(self.runs[:3]) + (", ..." if len(self.runs) > 3 else "")
+        return (f"left out {self.in_runs} images in ddim run folders inside {self.folder} ({shown}): a run's grids "
+                "are not training images (keep runs outside the data folder)")
 
     @cached_property
     def fingerprint(self) -> str:
@@ -189,9 +200,12 @@ def load_splits(config: DataConfig, image_size: int, *, classes: bool = False,
             raise DataError(f"{folder / 'imagelabels.mat'}: labels must be 1..{len(names)} (the Flowers 102 classes), "
                             f"found {index.labels.min()}..{index.labels.max()}")
         train_labels, validation_labels = index.labels[train_ids - 1] - 1, index.labels[validation_ids - 1] - 1
-        layout = "flowers102"
+        layout, in_runs, runs = "flowers102", 0, []
     else:
         files = list_images(folder)
+        runs = ddim_folders_under(folder)
+        in_runs = sum(any(run in path.parents for run in runs) for path in files)
+        files = [path for path in files if not any(run in path.parents for run in runs)]  # a run's grids: never data
         if not files:
             raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
                             "or the Oxford Flowers 102 layout jpg/ + imagelabels.mat + setid.mat)")
@@ -222,6 +236,10 @@ def load_splits(config: DataConfig, image_size: int, *, classes: bool = False,
     if small:
         warnings.warn(f"{small} of {len(train_rows) + len(validation_rows)} images from {folder} are smaller than "
                       f"{image_size}x{image_size} px and were upscaled", DataWarning, stacklevel=2)
-    return ImageSplits(train=images[train_rows], validation=images[validation_rows], train_labels=train_labels,
-                       validation_labels=validation_labels, folder=folder, layout=layout, skipped=skipped,
-                       upscaled=small, class_names=names)
+    splits = ImageSplits(train=images[train_rows], validation=images[validation_rows], train_labels=train_labels,
+                         validation_labels=validation_labels, folder=folder, layout=layout, skipped=skipped,
+                         upscaled=small, class_names=names, in_runs=in_runs,
+                         runs=tuple(str(run.relative_to(folder)) for run in runs))
+    if splits.in_runs:
+        warnings.warn(splits.runs_note(), DataWarning, stacklevel=2)
+    return splits

@@ -76,6 +76,8 @@ def _fit(setup: TrainingSetup, run: TrainProgress, notices: list[str],
     steps_per_epoch, total_steps = setup.batches.steps_per_epoch, setup.total_steps
     skipped = setup.splits.skipped
     said = [f"skipped {len(skipped)} unreadable images, e.g. {skipped[0]}"] if skipped else []
+    if setup.splits.in_runs:
+        said.append(setup.splits.runs_note())
     if setup.splits.upscaled:
         said.append(f"{setup.splits.upscaled} images are smaller than {config.model.image_size} px and were upscaled")
     if run.state.step:
