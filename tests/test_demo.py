@@ -343,6 +343,28 @@ def test_ddim_demo_serves_the_page_until_ctrl_c_then_removes_its_files(run: Path
     assert "Traceback" not in rest and not list(tmp_path.glob("ddim-demo-*"))
 
 
+def test_sigterm_stops_the_demo_and_leaves_no_file_of_it_in_the_temp_folder(run: Path, tmp_path: Path) -> None:
+    import signal
+
+    port = free_port()
+    environment = {key: value for key, value in os.environ.items() if key != "GRADIO_TEMP_DIR"}
+    environment["TMPDIR"] = str(tmp_path)  # Gradio's default cache, tmp_path/gradio, is in here too
+    command = [sys.executable, "-m", "ddim", "demo", "--checkpoint", str(run), "--device", "cpu", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    try:
+        assert server.stdout.readline().startswith("ddim demo: serving")
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False,
+                                      download_files=str(tmp_path.parent / f"{tmp_path.name}-downloads"))
+        client.predict(4, 2, "ddim", 0.0, 1, api_name="/generate")  # a grid PNG, which Gradio copies
+        assert list(tmp_path.rglob("*.png"))
+        server.send_signal(signal.SIGTERM)
+        rest, _ = server.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert server.returncode == 0 and rest.strip().endswith("ddim demo: stopped (SIGTERM)"), rest
+    assert list(tmp_path.rglob("*")) == []  # neither its own files nor Gradio's copies and history folder
+
+
 def test_import_ddim_and_its_commands_do_not_import_gradio() -> None:
     code = "import sys, ddim, ddim.cli, ddim.demo; ddim.cli.build_parser(); print('gradio' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -33,22 +33,23 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    try:
-        require_gradio()
-    except DemoUnavailable as error:
-        print(f"ddim demo: error: {error}", file=sys.stderr)
-        return 1
-    from ..demo.server import PortUnavailable, serve  # Gradio: imported once it is known to be installed
+    from ..demo.server import PortUnavailable, demo_files, serve  # no Gradio import yet
 
-    try:
-        model = load(args.checkpoint, device=args.device)
-    except CheckpointError as error:
-        if str(args.checkpoint) != BUILTIN_NAME:
-            raise
-        raise CheckpointError(f"{error}; give a model with --checkpoint PATH") from error
-    try:
-        serve(model, host=args.host, port=args.port)
-    except PortUnavailable as error:
-        print(f"ddim demo: error: {error}", file=sys.stderr)
-        return 1
+    with demo_files() as folder:  # before Gradio is imported: it fixes its temp folder then
+        try:
+            require_gradio()
+        except DemoUnavailable as error:
+            print(f"ddim demo: error: {error}", file=sys.stderr)
+            return 1
+        try:
+            model = load(args.checkpoint, device=args.device)
+        except CheckpointError as error:
+            if str(args.checkpoint) != BUILTIN_NAME:
+                raise
+            raise CheckpointError(f"{error}; give a model with --checkpoint PATH") from error
+        try:
+            serve(model, folder, host=args.host, port=args.port)
+        except PortUnavailable as error:
+            print(f"ddim demo: error: {error}", file=sys.stderr)
+            return 1
     return 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..model import DiffusionModel
 from ..signals import StopRequests
@@ -42,15 +44,34 @@ def launch(model: DiffusionModel, folder: Path, *, host: str = DEFAULT_HOST, por
     return app, url
 
 
-def serve(model: DiffusionModel, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Serve the page until Ctrl-C (or SIGTERM); the files it offered for download are removed afterwards."""
+@contextlib.contextmanager
+def demo_files() -> Iterator[Path]:
+    """A temporary folder for everything the page writes, removed at the end: the files it offers for download,
+    and Gradio's own copies and history (``GRADIO_TEMP_DIR``, which Gradio reads when it is imported, so this is
+    entered before it is: otherwise they stay in the system's temp folder for good)."""
+    previous = os.environ.get(GRADIO_CACHE)
     with tempfile.TemporaryDirectory(prefix="ddim-demo-") as folder:
-        app, url = launch(model, Path(folder), host=host, port=port)
-        print(f"ddim demo: serving {model.origin.source if model.origin is not None else 'the model'} on {url} (Ctrl-C stops it)", flush=True)
+        os.environ[GRADIO_CACHE] = str(Path(folder) / "gradio")
         try:
-            with StopRequests() as stop:  # Ctrl-C or SIGTERM: stop serving, then remove the files
-                while stop.requested is None and app.is_running:
-                    time.sleep(0.1)
+            yield Path(folder)
         finally:
-            app.close()
-        print(f"ddim demo: stopped ({stop.requested or 'server closed'})", flush=True)
+            if previous is None:
+                os.environ.pop(GRADIO_CACHE, None)
+            else:
+                os.environ[GRADIO_CACHE] = previous
+
+
+GRADIO_CACHE = "GRADIO_TEMP_DIR"
+
+
+def serve(model: DiffusionModel, folder: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Serve the page until Ctrl-C (or SIGTERM), writing its files into ``folder`` (:func:`demo_files`)."""
+    app, url = launch(model, folder, host=host, port=port)
+    print(f"ddim demo: serving {model.origin.source if model.origin is not None else 'the model'} on {url} (Ctrl-C stops it)", flush=True)
+    try:
+        with StopRequests() as stop:  # Ctrl-C or SIGTERM: stop serving, then the caller removes the files
+            while stop.requested is None and app.is_running:
+                time.sleep(0.1)
+    finally:
+        app.close()
+    print(f"ddim demo: stopped ({stop.requested or 'server closed'})", flush=True)
