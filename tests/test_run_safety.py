@@ -420,3 +420,26 @@ def test_a_run_folder_inside_its_data_folder_is_left_out_of_the_images_and_resum
     assert "pixels differ" not in err
     assert main(["train", "--data", ".", "--run-dir", "runs/r2", *TINY, "--max-steps", "1"]) == 0
     assert "training on 27 images (7 for validation)" in capsys.readouterr().err  # the 34 pictures, no grid
+
+
+@pytest.mark.parametrize("crash", ["old moved aside", "new staged, old still in place"])
+def test_a_step_folder_written_again_is_recovered_after_a_crash_between_its_renames(images: Path, tmp_path: Path,
+                                                                                   crash: str) -> None:
+    """A step folder written a second time (the same step, e.g. after a resume) is replaced with the same two
+    renames as the best checkpoint; the state a kill between them leaves is finished on the next resume."""
+    run_dir = tmp_path / "run"
+    fit(config(images, max_steps=2, checkpoint_every=1), run_dir)
+    target = step_checkpoints(run_dir)[-1]
+    first = (target / WEIGHTS).read_bytes()
+    model = loaded(target)[0]
+    with torch.no_grad():
+        next(model.network.parameters()).add_(1.0)  # the second write of this step: other weights
+    state = training_state(target)
+    staged = ckpt.write_checkpoint(target.parent / f".tmp-{target.name}-x1y2", model, loaded(target)[1], state)
+    if crash == "old moved aside":
+        target.rename(target.parent / f".old-{target.name}-999")
+    fit(config(images, max_steps=3, checkpoint_every=1), run_dir, resume=True)
+    assert not staged.exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith((".tmp-", ".old-"))]
+    assert (target / WEIGHTS).read_bytes() != first  # the complete new write won, as it would have without a kill
+    loaded(target)

@@ -89,42 +89,50 @@ def _discard(folder: Path) -> None:
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Delete all but the newest ``keep`` step checkpoints (the best is never touched) and crash leftovers, after
-    finishing a replacement of the best checkpoint that a crash interrupted (:func:`recover_best`)."""
+    finishing a write or replacement that a crash interrupted (:func:`recover_interrupted_writes`)."""
     run = RunLayout(Path(run_dir))
-    recover_best(run.root)
+    recover_interrupted_writes(run.root)
     for old in run.step_checkpoints()[:-keep]:
         _discard(old)
     for stale in [*run.checkpoints.glob(".tmp-*"), *run.checkpoints.glob(".trash-*")]:  # a crash mid-write/delete
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def recover_best(run_dir: Path) -> None:
-    """Finish what a crash interrupted while the best checkpoint was being replaced.
+def recover_interrupted_writes(run_dir: Path) -> None:
+    """Finish what a crash interrupted while a checkpoint folder (``best``, or a step folder written again) was
+    being written or replaced.
 
-    :func:`write_checkpoint` writes the new best completely into ``.tmp-best-*`` (every file synced), moves the
-    old one aside to ``.old-best-*``, renames the new one in, then deletes the old one. So a complete staging
-    folder is always the newest best: it is renamed in (the old one moved aside first, as before); only when
-    there is none is a best that was moved aside put back. An incomplete staging folder (a crash while it was
-    written) is left for pruning.
+    :func:`write_checkpoint` writes the new folder completely into ``.tmp-NAME-*`` (every file synced), moves an
+    existing one aside to ``.old-NAME-*``, renames the new one in, then deletes the old one. So a complete
+    staging folder is always the newest NAME: it is renamed in (an existing one moved aside first, as before);
+    only when there is none is a folder that was moved aside put back. An incomplete staging folder (a crash
+    while it was written) is left for pruning.
     """
     run = RunLayout(Path(run_dir))
-    best = run.best.folder
     if not run.checkpoints.is_dir():
         return
-    staged = [folder for folder in run.checkpoints.glob(f".tmp-{best.name}-*") if _complete(folder)]
-    olds = sorted(run.checkpoints.glob(f".old-{best.name}-*"), key=lambda folder: folder.stat().st_mtime)
+    leftovers = [*run.checkpoints.glob(".tmp-*-*"), *run.checkpoints.glob(".old-*-*")]
+    for name in sorted({path.name.split("-")[1] for path in leftovers if path.is_dir()}):
+        _finish_replacement(run.checkpoints / name)
+
+
+def _finish_replacement(target: Path) -> None:
+    """:func:`recover_interrupted_writes` for the checkpoint folder ``target``."""
+    parent = target.parent
+    staged = [folder for folder in parent.glob(f".tmp-{target.name}-*") if _complete(folder)]
+    olds = sorted(parent.glob(f".old-{target.name}-*"), key=lambda folder: folder.stat().st_mtime)
     if staged:
         newest = max(staged, key=lambda folder: folder.stat().st_mtime)
-        if best.exists():
-            aside = run.checkpoints / f".old-{best.name}-{os.getpid()}"
+        if target.exists():
+            aside = parent / f".old-{target.name}-{os.getpid()}"
             shutil.rmtree(aside, ignore_errors=True)
-            best.rename(aside)
+            target.rename(aside)
             olds.append(aside)
-        newest.rename(best)
-        fsync_dir(run.checkpoints)
-    elif not best.exists() and olds:
-        olds.pop().rename(best)
-        fsync_dir(run.checkpoints)
+        newest.rename(target)
+        fsync_dir(parent)
+    elif not target.exists() and olds:
+        olds.pop().rename(target)
+        fsync_dir(parent)
     for old in olds:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -99,7 +99,7 @@ def restore(setup: TrainingSetup) -> tuple[TrainProgress, list[str]]:
     """
     errors, notices = [], []
     if setup.session.distributed.is_main:
-        ckpt.recover_best(setup.layout.root)  # a crash while the best checkpoint was being replaced
+        ckpt.recover_interrupted_writes(setup.layout.root)  # a crash while a checkpoint was written or replaced
     progress = TrainProgress.start(setup)
     for folder in reversed(setup.layout.step_checkpoints()):
         try:
