@@ -160,11 +160,13 @@ def test_a_partial_config_file_keeps_the_other_defaults(tmp_path: Path) -> None:
     ('{"train": {"batch_size": 0}}', "train.batch_size: must be a positive integer"),
     ('{"model": {"widths": 8}}', "model.widths: must be a list of integers"),
     ('{"train": {"weight_decay": 0.01}}', 'train.weight_decay is given without a "version"'),
+    ("[" * 100_000 + "]" * 100_000, "nests too deep to be a file ddim wrote"),
+    ('{"model": "\udcff"}', "is not UTF-8 text"),
 ])
 def test_a_bad_config_file_is_a_clear_error(content: str | None, message: str, tmp_path: Path, capsys) -> None:
     path = tmp_path / "bad.json"
     if content is not None:
-        path.write_text(content)
+        path.write_bytes(content.encode("utf-8", "surrogateescape"))  # \udcff: the single byte 0xff
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--config", str(path), "--run-dir", str(tmp_path / "run")])
     assert exit_info.value.code == 2
