@@ -90,3 +90,17 @@ def test_default_network_flop_count_matches_a_count_of_its_convolutions() -> Non
     forward, training = network_flops(ModelConfig())
     assert forward == pytest.approx(sum(convolutions), rel=0.01)
     assert training == pytest.approx(3 * forward, rel=0.01)
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose_otherwise() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, ddim, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    environment = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment)
+    assert chosen.stdout.strip() == "PASSIVE"
+    kept = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**environment, "OMP_WAIT_POLICY": "ACTIVE"})
+    assert kept.stdout.strip() == "ACTIVE"

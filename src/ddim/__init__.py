@@ -10,8 +10,16 @@ which import this package first, answer without loading PyTorch; a name not in t
 from __future__ import annotations
 
 import importlib
+import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+# OpenMP threads that wait by yielding the core instead of spinning on it (read by libgomp when PyTorch is
+# loaded, so set before). On a CPU another busy process shares, spinning threads made sampling up to 10x slower
+# (40 s instead of 4 s for 16 images on 2 cores); on an idle CPU passive waiting costs 0-10%
+# (scripts/bench_threads.py measures both). A value the user set is kept: OMP_WAIT_POLICY=ACTIVE for a machine
+# of one's own.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     __version__ = version("ddim")  # pyproject.toml's, as installed
