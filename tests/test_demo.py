@@ -250,6 +250,10 @@ def test_the_card_reads_kid_from_the_training_state(run: Path, tmp_path: Path) -
     card = read_card(ddim.load(checkpoint))
     assert (card.images_seen, card.epochs, card.last_kid, card.last_kid_epoch, card.best_kid) == (48, 2, 0.7, 2, 0.7)
     assert "| validation KID | 0.7000 after epoch 2 (best 0.7000); 75 px Inception" in card_markdown(card)
+    from ddim.demo.card import summary_line
+
+    assert summary_line(card) == ("48 training images seen · 2 epochs · per-epoch validation KID 0.700 (epoch 2) at "
+                                  "75 px, the per-epoch protocol (not the 299 px KID and FID of ddim evaluate)")
 
 
 def test_the_card_falls_back_to_the_runs_history_and_to_the_exported_metadata(run: Path, tmp_path: Path) -> None:

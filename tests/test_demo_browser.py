@@ -106,6 +106,17 @@ def test_pressing_generate_shows_the_grid_the_api_draws(browser, page_url, tmp_p
     page.close()
 
 
+def test_the_page_opens_with_a_grid_already_drawn(browser, page_url) -> None:
+    url, _ = page_url
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)  # Generate is never pressed
+    page.locator("#grid-status").get_by_text("16 images in").wait_for()
+    page.locator("#grid img").wait_for()
+    assert page.locator("#grid-download").is_enabled()
+    page.close()
+
+
 def test_zero_steps_shows_a_message_on_the_page_not_a_traceback(browser, page_url) -> None:
     url, _ = page_url
     page = browser.new_page()

@@ -50,7 +50,9 @@ def _conditioning_controls(gr: Any, model: DiffusionModel) -> list[Any]:
                       label="Guidance weight", info="1: plain conditional sampling; higher: closer to the class")]
 
 
-def _grid_tab(gr: Any, model: DiffusionModel, folder: Path) -> None:
+def _grid_tab(gr: Any, model: DiffusionModel, folder: Path) -> tuple[Callable[..., Any], list[Any], list[Any]]:
+    """The grid tab; returns its drawing handler with its inputs and outputs, so the page draws a first grid with
+    the default settings when it opens (as the README's screenshot shows it) instead of an empty frame."""
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             sampler = gr.Dropdown(list(SAMPLERS), value="ddim", label="Sampler")
@@ -65,7 +67,7 @@ def _grid_tab(gr: Any, model: DiffusionModel, folder: Path) -> None:
         with gr.Column(scale=2):
             grid = gr.Image(label="Grid", type="filepath", format="png", interactive=False, elem_id="grid",
                             height=520, buttons=["download", "fullscreen"])
-            status = gr.Markdown("Press Generate to draw a grid.", elem_id="grid-status")
+            status = gr.Markdown("Drawing a first grid with these settings...", elem_id="grid-status")
             download = gr.DownloadButton("Download the grid (PNG)", interactive=False, elem_id="grid-download")
 
     def generate(num: Any, steps: Any, sampler: Any, eta: Any, seed: Any, *chosen: Any,
@@ -83,10 +85,11 @@ def _grid_tab(gr: Any, model: DiffusionModel, folder: Path) -> None:
     else:
         def handler(num, steps, sampler, eta, seed, progress=gr.Progress()):
             return generate(num, steps, sampler, eta, seed, progress=progress)
-    button.click(handler, [num, steps, sampler, eta, seed, *conditioning], [grid, status, download],
-                 api_name="generate", concurrency_id="sampling", concurrency_limit=1)
+    inputs, outputs = [num, steps, sampler, eta, seed, *conditioning], [grid, status, download]
+    button.click(handler, inputs, outputs, api_name="generate", concurrency_id="sampling", concurrency_limit=1)
     sampler.change(lambda name: gr.Slider(visible=name == "ddim", value=0.0), sampler, eta,
                    api_visibility="private", queue=False)
+    return handler, inputs, outputs
 
 
 def _interpolation_tab(gr: Any, model: DiffusionModel, folder: Path) -> None:
@@ -152,7 +155,7 @@ def build_app(model: DiffusionModel, folder: Path) -> Any:
     with gr.Blocks(title=f"ddim demo: {name}", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown(f"# ddim: {name}\n{summary_line(card)}", elem_id="summary")
         with gr.Tab("Grid"):
-            _grid_tab(gr, model, folder)
+            first_grid = _grid_tab(gr, model, folder)
         with gr.Tab("Interpolation"):
             _interpolation_tab(gr, model, folder)
         with gr.Tab("Checkpoint card"):
@@ -161,4 +164,6 @@ def build_app(model: DiffusionModel, folder: Path) -> Any:
                              max_lines=40)
         app.load(lambda: (card_markdown(card), json.dumps(card.config, indent=2)), None, [facts, config],
                  api_name="card")
+        draw, inputs, outputs = first_grid
+        app.load(draw, inputs, outputs, api_visibility="private", concurrency_id="sampling")  # a grid on arrival
     return app

@@ -35,6 +35,7 @@ class Card:
     last_kid_epoch: int | None = None
     best_kid: float | None = None
     kid_protocol: str = ""
+    kid_image_size: int = 0  # the Inception input size of the per-epoch KID (75 px: the Keras example's)
     parameters: int = 0
     image_size: int = 0
     class_names: tuple[str, ...] = ()
@@ -131,7 +132,7 @@ def read_card(model: DiffusionModel) -> Card:
     return Card(source=str(source) if str(source) not in ("", ".") else UNKNOWN, step=step,
                 batch_size=train.batch_size, epochs=epochs, planned_epochs=train.epochs,
                 last_kid=measured[-1][1] if measured else None, last_kid_epoch=measured[-1][0] if measured else None,
-                best_kid=best, kid_protocol=f"{train.kid_image_size} px Inception, images from {train.kid_steps} "
+                best_kid=best, kid_image_size=train.kid_image_size, kid_protocol=f"{train.kid_image_size} px Inception, images from {train.kid_steps} "
                 "DDIM steps, the validation set", parameters=sum(p.numel() for p in model.ema_network.parameters()),
                 image_size=model.config.image_size, class_names=model.class_names, config=config.to_dict())
 
@@ -154,8 +155,9 @@ def summary_line(card: Card) -> str:
     kid = UNKNOWN if card.last_kid is None else f"{card.last_kid:.3f}"
     if card.last_kid_epoch is not None:
         kid += f" (epoch {card.last_kid_epoch})"
+    protocol = f" at {card.kid_image_size} px, the per-epoch protocol" if card.kid_image_size else ""
     return (f"{_count(card.images_seen)} training images seen · {_count(card.epochs)} epochs · "
-            f"validation KID {kid}")
+            f"per-epoch validation KID {kid}{protocol} (not the 299 px KID and FID of ddim evaluate)")
 
 
 def card_markdown(card: Card) -> str:
