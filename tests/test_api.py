@@ -54,7 +54,7 @@ def test_generate_is_reproducible_and_takes_every_sampler(pretrained: Path) -> N
         assert ddim.generate(model, 1, steps=2, sampler=sampler, **options).shape == (1, 3, 64, 64)
 
 
-def test_fit_writes_the_commands_artefacts_and_evaluate_reports_kid_and_fid(tmp_path: Path) -> None:
+def test_fit_writes_the_commands_artefacts_and_evaluate_reports_kid_and_fid(tmp_path: Path, capsys) -> None:
     images = tmp_path / "images"
     write_images(images, 40, size=(20, 18))
     run_dir = tmp_path / "run"
@@ -70,8 +70,11 @@ def test_fit_writes_the_commands_artefacts_and_evaluate_reports_kid_and_fid(tmp_
     results = ddim.evaluate(loaded, num=8, steps=2, kid_size=75)
     assert {"kid", "kid_std", "fid"} <= set(results) and results["num_generated"] == 8
     # a resume continues with the run's own saved configuration (not the defaults, which would fetch Flowers 102)
+    capsys.readouterr()
     _, state = ddim.fit(run_dir, resume=True, epochs=2, progress=False, tensorboard=False)
     assert state.step == 8 and ddim.load(run_dir).run_config.train.epochs == 2
+    said = capsys.readouterr().err  # what to do next, in Python for a Python caller
+    assert f"next: model = ddim.load({str(run_dir)!r})" in said and "ddim sample" not in said
 
 
 def test_fit_refuses_to_resume_what_is_not_a_run(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def test_download_checks_md5s_and_unpacks_the_official_layout(mirror, tmp_path: 
     assert len(list((folder / "jpg").glob("*.jpg"))) == 8189
     # --data flowers102 with no local copy uses the same download, into the cache folder
     monkeypatch.setenv(flowers_module.URL_ENVIRONMENT_VARIABLE, url)
-    with pytest.warns(DataWarning, match="8189 of 8189 images .* are smaller than 8x8 px and were upscaled"):
+    with pytest.warns(DataWarning, match="8,189 of 8,189 images .* are smaller than 8x8 px and were upscaled"):
         splits = load_splits(DataConfig(path="flowers102", cache_dir=str(tmp_path / "cache2")), 8)  # tiny stand-ins
     assert (len(splits.train), len(splits.validation)) == (6551, 1638)
     assert splits.folder == tmp_path / "cache2" / "flowers102"

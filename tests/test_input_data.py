@@ -114,6 +114,10 @@ def test_upscaled_images_are_counted_and_said_once_also_from_the_cache(tmp_path:
         limited = load_splits(DataConfig(path=str(tmp_path / "imgs"), cache_dir=str(tmp_path / "cache"),
                                          train_images=1, validation_images=1), 64)
     assert limited.upscaled == 2  # only the images actually used are counted
+    import dataclasses
+
+    assert dataclasses.replace(limited, upscaled=1).upscaled_note().endswith(
+        "1 of 2 images from " + str(tmp_path / "imgs") + " is smaller than 64x64 px and was upscaled")  # one wording
 
 
 # -- decompression bombs --------------------------------------------------------------------------------------

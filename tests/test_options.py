@@ -31,8 +31,9 @@ ADDED_OPTIONS = {"--embedding-min-frequency", "--embedding-max-frequency", "--ad
 
 
 def config_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    """The parser's run-config options (their destination is ``section.field``)."""
-    return [action for action in parser._actions if "." in action.dest]
+    """The parser's run-config options (their destination is ``section.field``), without the hidden ``--no-X``
+    spelling of each yes/no one."""
+    return [action for action in parser._actions if "." in action.dest and action.help is not argparse.SUPPRESS]
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -201,3 +202,25 @@ def test_a_run_trained_from_a_config_file_records_it_with_the_overrides(tmp_path
                  "--no-progress"]) == 0
     written = RunConfig.load(tmp_path / "run" / "config.json")
     assert written == dataclasses.replace(file_config, train=dataclasses.replace(file_config.train, seed=7))
+
+
+@pytest.mark.parametrize("command, option, dest, default", [
+    (["train", "--data", "x"], "conditional", "model.conditional", argparse.SUPPRESS),
+    (["train", "--data", "x"], "flip", "data.flip", argparse.SUPPRESS),
+    (["train", "--data", "x"], "progress", "progress", True),
+    (["train", "--data", "x"], "tensorboard", "tensorboard", True),
+    (["bench"], "channels-last", "channels_last", True),
+    (["bench"], "sampling", "sampling", True),
+    (["sample", "--checkpoint", "c", "--out", "o"], "overwrite", "overwrite", False),
+    (["interpolate", "--checkpoint", "c", "--out", "o"], "progress", "progress", True),
+    (["evaluate", "--checkpoint", "c"], "per-class", "per_class", False),
+    (["study", "--checkpoint", "c", "--out", "o"], "recompute", "recompute", False),
+])
+def test_every_yes_no_option_takes_one_style_and_the_old_spellings(command: list[str], option: str, dest: str,
+                                                                  default) -> None:
+    def value(*extra: str):
+        return getattr(parse(*command, *extra), dest, argparse.SUPPRESS)
+
+    assert value() == default
+    assert value(f"--{option}") is True and value(f"--{option}", "yes") is True and value(f"--{option}=on") is True
+    assert value(f"--{option}", "no") is False and value(f"--no-{option}") is False

@@ -126,7 +126,8 @@ def fit(run_dir: str | Path, config: RunConfig | None = None, *, resume: bool = 
         config = saved_config(Path(run_dir))
     config = config_with(config, **values)
     return train_fit(config, Path(run_dir), resume=resume,
-                     callbacks=[*default_callbacks(progress=progress, tensorboard=tensorboard), *callbacks])
+                     callbacks=[*default_callbacks(progress=progress, tensorboard=tensorboard, hints="api"),
+                                *callbacks])
 
 
 def evaluate(model: DiffusionModel, data: str | Path | None = None, *, num: int | None = None, steps: int = 20,

@@ -63,6 +63,11 @@ def real_number(value: object, name: str, low: float, high: float) -> float:
     return number
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 image``, ``2 images``, ``1,000 steps``: a count as every message writes it."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def shorten(value: object, width: int = 80) -> str:
     """``value`` (its repr; an int with thousands separators; a path as it is) for a message, cut to ``width``
     characters: a 100 MB value is not echoed back."""

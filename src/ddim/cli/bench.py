@@ -21,14 +21,13 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     parser.add_argument("--sample-batch-size", type=argtypes.int_between(1, MAX_BATCH), default=None,
                         help="sampling batch (default: 1024 on a GPU, 64 on a CPU)")
     parser.add_argument("--sample-steps", type=argtypes.sampling_steps, default=20, help="DDIM steps (default: 20)")
-    parser.add_argument("--no-sampling", action="store_true", help="measure training only")
+    options.add_switch(parser, "--sampling", default=True, help="measure sampling too (no: training only)")
     parser.add_argument("--rounds", type=argtypes.int_between(1, MAX_BENCH_ROUNDS), default=3, help="alternating timed rounds (default: 3)")
     parser.add_argument("--iterations", type=argtypes.positive_int, default=3,
                         help="training steps per round (default: 3)")
     parser.add_argument("--warmup", type=argtypes.int_between(0, 10_000), default=2, help="untimed steps first (default: 2)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="optimised precision (default: auto)")
-    parser.add_argument("--channels-last", type=argtypes.yes_no, default=True, metavar="yes/no",
-                        help="optimised memory layout (default: yes)")
+    options.add_switch(parser, "--channels-last", default=True, help="optimised memory layout")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
                         help="optimised torch.compile mode (default: auto = default on CUDA, off on CPU)")
     config_options.add_field_options(parser.add_argument_group("model options"), ModelConfig, "model",
@@ -50,7 +49,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     optimised = resolve_runtime(device, args.precision, args.channels_last, args.compile)
     report = run_benchmark(model_config, optimised, batch_size=args.batch_size, sample_batch_size=sample_batch_size,
                            sample_steps=args.sample_steps, warmup=args.warmup, iterations=args.iterations,
-                           rounds=args.rounds, sampling=not args.no_sampling)
+                           rounds=args.rounds, sampling=args.sampling)
     print(format_table(report), file=options.human_output(args))
     if args.json_out:
         options.write_json({"command": "bench", **report}, args.json_out)

@@ -60,10 +60,13 @@ def add_field_options(parser: argparse._ActionsContainer, section_cls: type, pre
         else:
             metavar = "yes/no" if kind is yes_no else option[2:].upper().replace("-", "_")
             extra = {"metavar": spec.metadata.get("metavar", metavar)}
-        if kind is yes_no:  # ``--conditional`` alone means yes
+        if kind is yes_no:  # the one yes/no style: ``--conditional`` alone means yes, ``--no-conditional`` no
             extra.update(nargs="?", const=True)
-        parser.add_argument(option, *spec.metadata.get("aliases", ()), dest=f"{prefix}.{spec.name}", type=kind, default=argparse.SUPPRESS,
-                            help=text.replace("%", "%%"), **extra)
+            text += f" (alone: yes; --no-{option[2:]}: no)"
+            parser.add_argument(f"--no-{option[2:]}", dest=f"{prefix}.{spec.name}", action="store_const", const=False,
+                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        parser.add_argument(option, *spec.metadata.get("aliases", ()), dest=f"{prefix}.{spec.name}", type=kind,
+                            default=argparse.SUPPRESS, help=text.replace("%", "%%"), **extra)
 
 
 # Every run-config field's option, derived from the dataclasses: (section, field) -> (option, help).

@@ -40,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         help="images to generate (default: as many as the reference set holds)")
     options.add_sampler(parser)
     options.add_classes(parser)
-    parser.add_argument("--per-class", action="store_true",
+    options.add_switch(parser, "--per-class", default=False,
                         help="conditional models: also KID of each class against that class's real images (as many "
                         "generated as the class holds, unless --num)")
     parser.add_argument("--seed", type=argtypes.seed, default=0, help="generation seed (default: 0)")
@@ -76,7 +76,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     sampler_options = options.sampler_options(parser, args)
     device, runtime = options.resolve_runtime_args(args)
     extractor = load_inception(args.inception_weights, args.kid_size, device)
-    show = not args.no_progress
+    show = args.progress
     if args.generated is not None:
         generated = read_generated(args.generated)
         data_config = DataConfig(path=args.data, cache_dir=args.cache_dir)

@@ -35,6 +35,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         help="output folder (interpolation.png, interpolation.gif, interpolate.json)")
     options.add_device(parser)
     options.add_speed(parser)
+    options.add_progress(parser)
     parser.set_defaults(parser=parser, run=run)
 
 
@@ -46,10 +47,14 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     classes = options.class_labels(args, model, model.origin.describe())
     # no --class: pair i draws image 2i's class in turn (one policy: ddim.classes.labels_for)
     labels = labels_for(model.class_names, classes, 2 * args.pairs)
-    rows = [interpolate(model, seed=args.seed, start_index=2 * pair, end_index=2 * pair + 1, frames=args.frames,
-                        steps=args.steps, device=device, runtime=runtime,
-                        label=None if labels is None else labels[2 * pair], guidance=args.guidance)
-            for pair in range(args.pairs)]
+    done = options.progress_factory(args.progress)(f"interpolating {args.pairs} x {args.frames} frames",
+                                                   args.pairs * args.frames)
+    rows = []
+    for pair in range(args.pairs):
+        rows.append(interpolate(model, seed=args.seed, start_index=2 * pair, end_index=2 * pair + 1,
+                                frames=args.frames, steps=args.steps, device=device, runtime=runtime,
+                                label=None if labels is None else labels[2 * pair], guidance=args.guidance))
+        done(args.frames)
     strip = torch.cat(rows)  # (pairs * frames, 3, S, S), row by row
     out = Path(args.out)
     save_grid(strip, out / "interpolation.png", columns=args.frames)

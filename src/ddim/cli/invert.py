@@ -52,7 +52,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.images:
         array = np.stack([load_image(path, size) for path in args.images])
     else:
-        splits = run_splits(config, data=args.data, progress=options.progress_factory(not args.no_progress))
+        splits = run_splits(config, data=args.data, progress=options.progress_factory(args.progress))
         array = splits.validation[: args.num]
     images = torch.from_numpy(array).permute(0, 3, 1, 2).float().div(255.0).to(device)
     out = Path(args.out)

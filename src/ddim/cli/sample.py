@@ -19,7 +19,7 @@ from ..data.generated import is_grid
 from ..data.images import list_images
 from ..ema import young_ema_note
 from ..files import FolderLock, FolderLocked, atomic_path, locked_folder, remove_stale_temporaries
-from ..limits import MAX_IMAGES
+from ..limits import MAX_IMAGES, counted
 from ..loading import load_model
 from ..model import generate_images
 from ..reports import save_grid, save_images, to_uint8
@@ -49,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     parser.add_argument("--seed", type=argtypes.seed, default=0, help="generation seed (default: 0)")
     parser.add_argument("--out", type=argtypes.output_folder, required=True, metavar="DIR",
                         help="output folder: new or empty, unless --overwrite is given")
-    parser.add_argument("--overwrite", action="store_true",
+    options.add_switch(parser, "--overwrite", default=False,
                         help="write into a non-empty --out, first removing what an earlier ddim sample wrote there "
                         f"(image_*.png, {GRID_FILE}, {NPZ_FILE}, {SETTINGS_FILE}); other files are kept")
     parser.add_argument("--format", choices=FORMATS, default="png",
@@ -108,8 +108,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -
     npz = args.format == "npz"
     size = config.model.image_size
     collected = np.empty((total, size, size, 3), dtype=np.uint8) if npz else None  # uint8: 3 bytes a pixel
-    progress = options.progress_factory(not args.no_progress)(
-        f"sampling {total} images ({args.sampler}, {args.steps} steps)", total)
+    progress = options.progress_factory(args.progress)(
+        f"sampling {counted(total, 'image')} ({args.sampler}, {counted(args.steps, 'step')})", total)
     shown = []  # the grid shows the first GRID_IMAGES; the rest is written (or packed as uint8) batch by batch
     for start in range(0, total, args.batch_size):
         batch = jobs[start:start + args.batch_size]

@@ -73,7 +73,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         "measuring continues from its last finished batch, kept in $DDIM_CACHE_DIR or ~/.cache/ddim)")
     parser.add_argument("--title", default=None, metavar="TEXT",
                         help="the plot's title (default: \"sample quality of\" and the checkpoint's folder)")
-    parser.add_argument("--recompute", action="store_true",
+    options.add_switch(parser, "--recompute", default=False,
                         help="measure every point, even those DIR/study.json already holds")
     options.add_json(parser, "the settings and every point (as in DIR/study.json)")
     options.add_device(parser)
@@ -91,7 +91,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     model = load_model(args.checkpoint, device=device)
     config, folder = model.origin.config, model.origin.source
     label = options.class_labels(args, model, model.origin.describe())
-    show = not args.no_progress
+    show = args.progress
     human = options.human_output(args)
     splits = run_splits(config, data=args.data, progress=options.progress_factory(show))
     class_name = (model.class_names[label[0]] if label else "all, in turn") if model.class_names else None

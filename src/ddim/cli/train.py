@@ -28,9 +28,9 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         help="bar: a live progress bar and a line per epoch; plain: one line per epoch (losses, KID, "
                         "images/s, time left) and no carriage returns, for log files; auto: bar on a terminal, "
                         "plain otherwise (default: auto)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (the same as --log-format plain)")
-    parser.add_argument("--no-tensorboard", action="store_true",
-                        help="do not write TensorBoard event files (default: written to RUN_DIR/tensorboard)")
+    options.add_switch(parser, "--progress", default=True,
+                       help="a progress bar (no: the same as --log-format plain)")
+    options.add_switch(parser, "--tensorboard", default=True, help="write TensorBoard event files to RUN_DIR/tensorboard")
     config_options.add_config_options(parser)
     parser.set_defaults(parser=parser, run=run)
 
@@ -52,7 +52,7 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
 
 def log_style(args: argparse.Namespace) -> str:
     """``bar`` or ``plain``: --no-progress and a standard error that is not a terminal mean plain lines."""
-    if args.no_progress or args.log_format == "plain":
+    if not args.progress or args.log_format == "plain":
         return "plain"
     return "bar" if args.log_format == "bar" or sys.stderr.isatty() else "plain"
 
@@ -75,7 +75,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     style = log_style(args)
     try:
         fit(config, run_dir, resume=resume,
-            callbacks=default_callbacks(tensorboard=not args.no_tensorboard, log_style=style),
+            callbacks=default_callbacks(tensorboard=args.tensorboard, log_style=style),
             progress=options.progress_factory(style == "bar"))
     except DeviceError as error:  # the device is resolved first, before any work: a usage error
         parser.error(str(error))

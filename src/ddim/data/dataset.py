@@ -23,6 +23,7 @@ import numpy as np
 from ..config import DataConfig, RunConfig
 from ..files import atomic_path
 from ..layout import ddim_folders_under
+from ..limits import counted
 from ..reading import memory_bytes, npz_array
 from . import flowers
 from .errors import DataError, DataWarning
@@ -55,6 +56,16 @@ class ImageSplits:
     class_names: tuple[str, ...] = ()  # the classes, by label (Flowers 102's names, or the folder's subfolders)
     in_runs: int = 0  # image files left out because they lie in ddim run folders inside the data folder
     runs: tuple[str, ...] = ()  # those run folders, relative to the data folder
+
+    def upscaled_note(self) -> str:
+        """How many images were smaller than the image size, so upscaled ("" if none): one wording for the
+        warning and the run's notices."""
+        if not self.upscaled:
+            return ""
+        size = self.train.shape[1]
+        return (f"{self.upscaled:,} of {counted(len(self.train) + len(self.validation), 'image')} from {self.folder} "
+                f"{'is' if self.upscaled == 1 else 'are'} smaller than {size}x{size} px and "
+                f"{'was' if self.upscaled == 1 else 'were'} upscaled")
 
     def runs_note(self) -> str:
         """What was left out because it lies in run folders inside the data folder ("" if nothing)."""
@@ -233,13 +244,11 @@ def load_splits(config: DataConfig, image_size: int, *, classes: bool = False,
                         f"{config.train_fraction:.0%} / {1 - config.train_fraction:.0%}: both sides need one")
     skipped = tuple(str(files[i]) for i in sorted(set(range(len(files))) - set(kept.tolist())))
     small = int(upscaled[train_rows].sum() + upscaled[validation_rows].sum())
-    if small:
-        warnings.warn(f"{small} of {len(train_rows) + len(validation_rows)} images from {folder} are smaller than "
-                      f"{image_size}x{image_size} px and were upscaled", DataWarning, stacklevel=2)
     splits = ImageSplits(train=images[train_rows], validation=images[validation_rows], train_labels=train_labels,
                          validation_labels=validation_labels, folder=folder, layout=layout, skipped=skipped,
                          upscaled=small, class_names=names, in_runs=in_runs,
                          runs=tuple(str(run.relative_to(folder)) for run in runs))
-    if splits.in_runs:
-        warnings.warn(splits.runs_note(), DataWarning, stacklevel=2)
+    for note in (splits.runs_note(), splits.upscaled_note()):
+        if note:
+            warnings.warn(note, DataWarning, stacklevel=2)
     return splits

@@ -114,6 +114,9 @@ def _format(metrics: dict[str, Any], keys: tuple[str, ...]) -> str:
 LOG_STYLES = ("bar", "plain")  #: a live bar with a line per epoch, or plain lines only (for log files)
 
 
+HINTS = ("cli", "api")  #: how the end-of-run summary suggests the next step: commands, or Python calls
+
+
 class ProgressBar(Callback):
     """What the run is about, one bar for the whole run (its ETA included), a line per epoch, a summary.
 
@@ -121,12 +124,15 @@ class ProgressBar(Callback):
     file or a terminal that is not one). ``enabled=False``: only the notices and the summary.
     """
 
-    def __init__(self, file: Any = None, enabled: bool = True, style: str = "bar") -> None:
+    def __init__(self, file: Any = None, enabled: bool = True, style: str = "bar", hints: str = "cli") -> None:
         if style not in LOG_STYLES:
             raise ValueError(f"log style must be one of {LOG_STYLES}, got {style!r}")
+        if hints not in HINTS:
+            raise ValueError(f"hints must be one of {HINTS}, got {hints!r}")
         self.file = file or sys.stderr
         self.enabled = enabled
         self.style = style
+        self.hints = hints  # what to do next, as commands (cli) or as Python (api: ddim.fit's caller)
         self.bar: tqdm | None = None
 
     def on_train_start(self, info: RunInfo) -> None:
@@ -176,8 +182,12 @@ class ProgressBar(Callback):
                  f"{self.info.total_steps})"]
         if state.best_kid is not None:
             lines.append(f"best validation KID {state.best_kid:.4f}: {layout.best.folder}")
-        lines.append(f"next: ddim sample --checkpoint {layout.root} --num 64 --out {layout.final_samples()}")
-        lines.append(f"      ddim evaluate --checkpoint {layout.root} --json {layout.evaluation()}")
+        if self.hints == "cli":
+            lines.append(f"next: ddim sample --checkpoint {layout.root} --num 64 --out {layout.final_samples()}")
+            lines.append(f"      ddim evaluate --checkpoint {layout.root} --json {layout.evaluation()}")
+        else:
+            lines.append(f"next: model = ddim.load({str(layout.root)!r}); images = ddim.generate(model, 64)")
+            lines.append("      ddim.evaluate(model)")
         for line in lines:
             print(f"ddim: {line}", file=self.file)
 

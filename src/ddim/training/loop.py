@@ -79,7 +79,7 @@ def _fit(setup: TrainingSetup, run: TrainProgress, notices: list[str],
     if setup.splits.in_runs:
         said.append(setup.splits.runs_note())
     if setup.splits.upscaled:
-        said.append(f"{setup.splits.upscaled} images are smaller than {config.model.image_size} px and were upscaled")
+        said.append(setup.splits.upscaled_note())
     if run.state.step:
         said.append(f"resuming {layout.root} at step {run.state.step} of {total_steps}" if run.state.step < total_steps
                     else f"nothing to do: the run in {layout.root} is complete ({run.state.step} steps); to train "

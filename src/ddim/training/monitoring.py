@@ -189,10 +189,13 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def default_callbacks(progress: bool = True, tensorboard: bool = True, log_style: str = "bar") -> list[Callback]:
-    """What ``ddim train`` shows and writes: progress (a bar or plain lines, see :class:`ProgressBar`), grids,
-    history and plot, metrics.jsonl, TensorBoard."""
-    callbacks: list[Callback] = [ProgressBar(enabled=progress, style=log_style), SampleGrid(), HistoryWriter(),
+def default_callbacks(progress: bool = True, tensorboard: bool = True, log_style: str = "bar",
+                      hints: str = "cli") -> list[Callback]:
+    """What ``ddim train`` shows and writes: progress (a bar or plain lines, see :class:`ProgressBar`, whose
+    summary suggests the next step as commands or, for ``ddim.fit``, as Python), grids, history and plot,
+    metrics.jsonl, TensorBoard."""
+    callbacks: list[Callback] = [ProgressBar(enabled=progress, style=log_style, hints=hints), SampleGrid(),
+                                 HistoryWriter(),
                                  MetricsLog()]
     if tensorboard:
         callbacks.append(TensorBoardLogger())
