@@ -16,6 +16,7 @@ one of these names::
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +33,23 @@ def ddim_folders_under(folder: Path) -> list[Path]:
     """The run and checkpoint folders of ddim under ``folder`` (those holding a ddim ``config.json``, or the lock of
     a run that is starting), outermost first: a data folder that holds a run must not train on the run's grids."""
     found = []
-    for candidate in sorted(Path(folder).rglob(CONFIG_NAME)):
-        try:
-            data = read_json(candidate, limit=2**20)
-        except (OSError, ReadError):
-            continue
-        if isinstance(data, dict) and "model" in data and ("train" in data or "data" in data):
-            found.append(candidate.parent)
-    found += [lock.parent for lock in Path(folder).rglob(FolderLock.NAME) if lock.parent != Path(folder)]
+    for where, _, names in os.walk(folder):  # one walk of the data folder for both marks
+        here = Path(where)
+        if FolderLock.NAME in names and here != Path(folder):
+            found.append(here)
+        elif CONFIG_NAME in names and _is_ddim_config(here / CONFIG_NAME):
+            found.append(here)
     outermost = sorted(set(found), key=lambda p: len(p.parts))
     return [p for i, p in enumerate(outermost) if not any(q in p.parents for q in outermost[:i])]
+
+
+def _is_ddim_config(path: Path) -> bool:
+    """Whether ``path`` is a ddim run or checkpoint configuration (not someone else's config.json)."""
+    try:
+        data = read_json(path, limit=2**20)
+    except (OSError, ReadError):
+        return False
+    return isinstance(data, dict) and "model" in data and ("train" in data or "data" in data)
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,7 @@ def read_bytes(path: Path | str, limit: int) -> bytes:
     """
     path = Path(path)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except IsADirectoryError:
-        raise ReadError(f"{path} is a folder, not a file") from None
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a folder opens too: _check names it
     except OSError as error:
         if error.errno == errno.ENXIO:  # a socket or a FIFO without a writer on some systems
             raise ReadError(f"{path} is not a regular file") from None
@@ -94,28 +92,33 @@ def _check(path: Path, info: os.stat_result, limit: int | None) -> None:
         raise ReadError(f"{path} is {info.st_size:,} bytes, more than the {limit:,} a ddim file of this kind may hold")
 
 
-def npz_array(path: Path | str, name: str, max_bytes: int) -> Any:
-    """The array ``name`` of the .npz archive ``path`` (never unpickling), after checking the size its header
-    declares: an archive of a few hundred bytes can declare a 90 GiB array (a decompression bomb), refused here
-    (:class:`ReadError`) before anything is allocated. ``KeyError`` if there is no such array."""
+def npz_arrays(path: Path | str, names: tuple[str, ...], max_bytes: int) -> tuple[Any, ...]:
+    """The arrays ``names`` of the .npz archive ``path`` (never unpickling), read from one opening of it after
+    checking the size each header declares: an archive of a few hundred bytes can declare a 90 GiB array (a
+    decompression bomb), refused here (:class:`ReadError`) before anything is allocated. ``KeyError`` if an
+    array is missing."""
     path = Path(path)
     regular_file_size(path)
     with zipfile.ZipFile(path) as archive:
-        with archive.open(f"{name}.npy") as member:
-            version = np.lib.format.read_magic(member)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ReadError(f"{path}: its {name!r} array has an unknown .npy version {version}")
-            shape, _, dtype = read_header(member)
-        declared = math.prod(shape) * dtype.itemsize
-        if declared > max_bytes:
-            raise ReadError(f"{path}: its {name!r} array declares {declared:,} bytes ({shape}), more than the "
-                            f"{max_bytes:,} allowed here; it is damaged or not a file of this kind")
-        if dtype.hasobject:
-            raise ReadError(f"{path}: its {name!r} array holds Python objects, which ddim never unpickles")
-        with np.load(path, allow_pickle=False) as loaded:
-            return loaded[name]
+        for name in names:
+            with archive.open(f"{name}.npy") as member:
+                version = np.lib.format.read_magic(member)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ReadError(f"{path}: its {name!r} array has an unknown .npy version {version}")
+                shape, _, dtype = read_header(member)
+            declared = math.prod(shape) * dtype.itemsize
+            if declared > max_bytes:
+                raise ReadError(f"{path}: its {name!r} array declares {declared:,} bytes ({shape}), more than the "
+                                f"{max_bytes:,} allowed here; it is damaged or not a file of this kind")
+            if dtype.hasobject:
+                raise ReadError(f"{path}: its {name!r} array holds Python objects, which ddim never unpickles")
+        arrays = []
+        for name in names:
+            with archive.open(f"{name}.npy") as member:
+                arrays.append(np.lib.format.read_array(member, allow_pickle=False))
+        return tuple(arrays)
 
 
 def memory_bytes() -> int:

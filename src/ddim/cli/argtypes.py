@@ -6,7 +6,7 @@ import argparse
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..limits import MAX_IMAGES, MAX_SAMPLING_STEPS, MAX_SEED, shorten
 
@@ -138,3 +138,16 @@ def yes_no(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
+def add_switch(parser: argparse.ArgumentParser, option: str, *, default: Any, help: str,
+               dest: str | None = None) -> None:
+    """A yes/no option in the one style every command uses: ``--X`` alone or ``--X yes`` turns it on, ``--X no``
+    or ``--no-X`` turns it off (so the spellings of earlier versions, ``--no-progress`` or ``--conditional``,
+    keep working)."""
+    dest = dest or option[2:].replace("-", "_")
+    shown_default = "" if default is argparse.SUPPRESS else f"; default: {'yes' if default else 'no'}"
+    parser.add_argument(option, dest=dest, type=yes_no, nargs="?", const=True, default=default, metavar="yes/no",
+                        help=f"{help} (alone: yes; --no-{option[2:]}: no{shown_default})".replace("%", "%%"))
+    parser.add_argument(f"--no-{option[2:]}", dest=dest, action="store_const", const=False, default=default,
+                        help=argparse.SUPPRESS)

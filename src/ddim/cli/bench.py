@@ -21,13 +21,13 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     parser.add_argument("--sample-batch-size", type=argtypes.int_between(1, MAX_BATCH), default=None,
                         help="sampling batch (default: 1024 on a GPU, 64 on a CPU)")
     parser.add_argument("--sample-steps", type=argtypes.sampling_steps, default=20, help="DDIM steps (default: 20)")
-    options.add_switch(parser, "--sampling", default=True, help="measure sampling too (no: training only)")
+    argtypes.add_switch(parser, "--sampling", default=True, help="measure sampling too (no: training only)")
     parser.add_argument("--rounds", type=argtypes.int_between(1, MAX_BENCH_ROUNDS), default=3, help="alternating timed rounds (default: 3)")
     parser.add_argument("--iterations", type=argtypes.positive_int, default=3,
                         help="training steps per round (default: 3)")
     parser.add_argument("--warmup", type=argtypes.int_between(0, 10_000), default=2, help="untimed steps first (default: 2)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="optimised precision (default: auto)")
-    options.add_switch(parser, "--channels-last", default=True, help="optimised memory layout")
+    argtypes.add_switch(parser, "--channels-last", default=True, help="optimised memory layout")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
                         help="optimised torch.compile mode (default: auto = default on CUDA, off on CPU)")
     config_options.add_field_options(parser.add_argument_group("model options"), ModelConfig, "model",

@@ -14,7 +14,7 @@ from ..config.fields import field_option, shown
 from ..config.versions import versioned_partial
 from ..reading import ReadError, read_json
 from ..recipes import DEFAULT_RECIPE, RecipeError, load_recipe, recipe_names
-from .argtypes import int_list, yes_no
+from .argtypes import add_switch, int_list, yes_no
 
 
 def argument_type(annotation: Any) -> Callable[[str], Any]:
@@ -61,10 +61,8 @@ def add_field_options(parser: argparse._ActionsContainer, section_cls: type, pre
             metavar = "yes/no" if kind is yes_no else option[2:].upper().replace("-", "_")
             extra = {"metavar": spec.metadata.get("metavar", metavar)}
         if kind is yes_no:  # the one yes/no style: ``--conditional`` alone means yes, ``--no-conditional`` no
-            extra.update(nargs="?", const=True)
-            text += f" (alone: yes; --no-{option[2:]}: no)"
-            parser.add_argument(f"--no-{option[2:]}", dest=f"{prefix}.{spec.name}", action="store_const", const=False,
-                                default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            add_switch(parser, option, default=argparse.SUPPRESS, help=text, dest=f"{prefix}.{spec.name}")
+            continue
         parser.add_argument(option, *spec.metadata.get("aliases", ()), dest=f"{prefix}.{spec.name}", type=kind,
                             default=argparse.SUPPRESS, help=text.replace("%", "%%"), **extra)
 

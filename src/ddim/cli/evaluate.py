@@ -40,7 +40,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         help="images to generate (default: as many as the reference set holds)")
     options.add_sampler(parser)
     options.add_classes(parser)
-    options.add_switch(parser, "--per-class", default=False,
+    argtypes.add_switch(parser, "--per-class", default=False,
                         help="conditional models: also KID of each class against that class's real images (as many "
                         "generated as the class holds, unless --num)")
     parser.add_argument("--seed", type=argtypes.seed, default=0, help="generation seed (default: 0)")

@@ -18,7 +18,7 @@ from ..files import write_text
 from ..limits import MAX_GUIDANCE
 from ..runtime import Runtime, resolve_device, resolve_runtime
 from ..samplers import SAMPLERS, SamplerOptionError, sampler_keywords
-from .argtypes import STDOUT, json_output, non_negative_float, number_between, sampling_steps, yes_no
+from .argtypes import STDOUT, add_switch, json_output, non_negative_float, number_between, sampling_steps
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
@@ -126,19 +126,6 @@ def class_labels(args: argparse.Namespace, model: Any, source: object) -> list[i
         return None
     require_conditional(model.class_names, source)
     return resolve_classes(model.class_names, args.classes, source)
-
-
-def add_switch(parser: argparse.ArgumentParser, option: str, *, default: Any, help: str,
-               dest: str | None = None) -> None:
-    """A yes/no option in the one style every command uses: ``--X`` alone or ``--X yes`` turns it on, ``--X no``
-    or ``--no-X`` turns it off (so the spellings of earlier versions, ``--no-progress`` or ``--conditional``,
-    keep working)."""
-    dest = dest or option[2:].replace("-", "_")
-    shown_default = "" if default is argparse.SUPPRESS else f"; default: {'yes' if default else 'no'}"
-    parser.add_argument(option, dest=dest, type=yes_no, nargs="?", const=True, default=default, metavar="yes/no",
-                        help=f"{help} (alone: yes; --no-{option[2:]}: no{shown_default})".replace("%", "%%"))
-    parser.add_argument(f"--no-{option[2:]}", dest=dest, action="store_const", const=False, default=default,
-                        help=argparse.SUPPRESS)
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:

@@ -49,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     parser.add_argument("--seed", type=argtypes.seed, default=0, help="generation seed (default: 0)")
     parser.add_argument("--out", type=argtypes.output_folder, required=True, metavar="DIR",
                         help="output folder: new or empty, unless --overwrite is given")
-    options.add_switch(parser, "--overwrite", default=False,
+    argtypes.add_switch(parser, "--overwrite", default=False,
                         help="write into a non-empty --out, first removing what an earlier ddim sample wrote there "
                         f"(image_*.png, {GRID_FILE}, {NPZ_FILE}, {SETTINGS_FILE}); other files are kept")
     parser.add_argument("--format", choices=FORMATS, default="png",

@@ -73,7 +73,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         "measuring continues from its last finished batch, kept in $DDIM_CACHE_DIR or ~/.cache/ddim)")
     parser.add_argument("--title", default=None, metavar="TEXT",
                         help="the plot's title (default: \"sample quality of\" and the checkpoint's folder)")
-    options.add_switch(parser, "--recompute", default=False,
+    argtypes.add_switch(parser, "--recompute", default=False,
                         help="measure every point, even those DIR/study.json already holds")
     options.add_json(parser, "the settings and every point (as in DIR/study.json)")
     options.add_device(parser)

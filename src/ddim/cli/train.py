@@ -12,7 +12,7 @@ from ..layout import RunLayout
 from ..runtime import DeviceError
 from ..training import default_callbacks, fit
 from ..training.resume import saved_config
-from . import config_options, options
+from . import argtypes, config_options, options
 
 
 def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
@@ -28,9 +28,9 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                         help="bar: a live progress bar and a line per epoch; plain: one line per epoch (losses, KID, "
                         "images/s, time left) and no carriage returns, for log files; auto: bar on a terminal, "
                         "plain otherwise (default: auto)")
-    options.add_switch(parser, "--progress", default=True,
+    argtypes.add_switch(parser, "--progress", default=True,
                        help="a progress bar (no: the same as --log-format plain)")
-    options.add_switch(parser, "--tensorboard", default=True, help="write TensorBoard event files to RUN_DIR/tensorboard")
+    argtypes.add_switch(parser, "--tensorboard", default=True, help="write TensorBoard event files to RUN_DIR/tensorboard")
     config_options.add_config_options(parser)
     parser.set_defaults(parser=parser, run=run)
 

@@ -24,7 +24,7 @@ from ..config import DataConfig, RunConfig
 from ..files import atomic_path
 from ..layout import ddim_folders_under
 from ..limits import counted
-from ..reading import memory_bytes, npz_array
+from ..reading import memory_bytes, npz_arrays
 from . import flowers
 from .errors import DataError, DataWarning
 from .images import IMAGE_EXTENSIONS, list_images, load_images
@@ -125,8 +125,7 @@ def _decode_cached(folder: Path, files: list[Path], image_size: int, cache_dir: 
     cache_file = cache_dir / "images" / f"{folder.name}-{key[:16]}-{image_size}px{'-skip' if skip_unreadable else ''}.npz"
     if cache_file.is_file():
         try:  # each array's declared size checked first: a planted cache file cannot claim all memory
-            images, kept, upscaled = (npz_array(cache_file, name, memory_bytes() // 2)
-                                      for name in ("images", "kept", "upscaled"))
+            images, kept, upscaled = npz_arrays(cache_file, ("images", "kept", "upscaled"), memory_bytes() // 2)
             return images, kept, upscaled
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):  # ReadError: a ValueError
             pass  # a damaged cache is rebuilt below
@@ -215,8 +214,9 @@ def load_splits(config: DataConfig, image_size: int, *, classes: bool = False,
     else:
         files = list_images(folder)
         runs = ddim_folders_under(folder)
-        in_runs = sum(any(run in path.parents for run in runs) for path in files)
-        files = [path for path in files if not any(run in path.parents for run in runs)]  # a run's grids: never data
+        in_run = [any(run in path.parents for run in runs) for path in files] if runs else [False] * len(files)
+        in_runs = sum(in_run)
+        files = [path for path, inside in zip(files, in_run) if not inside]  # a run's grids: never data
         if not files:
             raise DataError(f"no images found in {folder} (looked for {', '.join(IMAGE_EXTENSIONS)} files, "
                             "or the Oxford Flowers 102 layout jpg/ + imagelabels.mat + setid.mat)")

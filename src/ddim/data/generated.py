@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..reading import ReadError, memory_bytes, npz_array, regular_file_size
+from ..reading import ReadError, memory_bytes, npz_arrays, regular_file_size
 from .errors import DataError
 from .images import list_images, read_rgb
 
@@ -60,7 +60,8 @@ def read_npz(path: Path) -> np.ndarray:
         with open(path, "rb") as handle:
             if handle.read(6) == b"\x93NUMPY":
                 raise DataError(f"{path} holds a single array, not an .npz archive with an 'images' entry")
-        return npz_array(path, "images", max_bytes=memory_bytes() // 2)
+        (images,) = npz_arrays(path, ("images",), max_bytes=memory_bytes() // 2)
+        return images
     except KeyError:
         with np.load(path, allow_pickle=False) as archive:
             names = ", ".join(archive.files) or "none"
