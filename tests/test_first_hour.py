@@ -220,3 +220,27 @@ def test_files_copied_in_from_another_run_are_named_as_such_not_blamed_on_the_da
     assert f"the latest checkpoint of {second}, step_000000004, is not this run's model (model.widths" in err
     assert main(["sample", "--checkpoint", str(second / "checkpoints" / "step_000000004"), "--num", "1", "--steps",
                  "1", "--device", "cpu", "--out", str(tmp_path / "out"), "--no-progress"]) == 0  # asked for itself
+
+
+def test_the_published_laptop_measurement_is_the_shipped_laptop_recipe_and_the_readme_quotes_it() -> None:
+    """docs/results/laptop holds the README's "what to expect" run: it must have been made with the laptop recipe
+    as shipped now (a changed recipe makes the published timings stale), run to the recipe's end, and the README's
+    table must quote its history."""
+    import csv
+
+    from conftest import REPO
+
+    from ddim.recipes import load_recipe
+
+    folder = REPO / "docs" / "results" / "laptop"
+    saved = json.loads((folder / "config.json").read_text())
+    for section, field, value in load_recipe("laptop").changes():
+        assert saved[section][field] == value, (section, field)
+    rows = list(csv.DictReader((folder / "history.csv").open()))
+    assert int(rows[-1]["step"]) == saved["train"]["max_steps"]
+    section = (REPO / "README.md").read_text().split("## Train on your own images")[1].split("\n## ")[0]
+    kid = {int(row["step"]): float(row["val_kid"]) for row in rows}
+    for step, epoch in ((561, 3), (1496, 8), (2555, 14)):
+        assert (folder / f"epoch_{epoch:04d}.png").is_file()
+        assert f"{step:,} ({epoch}" in section and f"| {kid[step]:.2f}" in section
+    assert f"best {min(kid.values()):.2f} at step {min(kid, key=kid.get):,}" in section
