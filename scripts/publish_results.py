@@ -25,11 +25,13 @@ import torch
 from ddim import __version__
 from ddim.checkpoint import load_training_state
 from ddim.loading import load_model
-from ddim.export import BUILTIN_FILE, export_model, training_info
+from ddim.export import BUILTIN_MODELS, export_model, training_info
 from ddim.files import write_text
 from ddim.model import generate_images
 from ddim.plots import plot_history
 from ddim.reports import save_grid, write_history
+
+BUILTIN_FILE = BUILTIN_MODELS["keras-example"]  # this script publishes the Keras example's run
 
 REPO = Path(__file__).resolve().parents[1]
 

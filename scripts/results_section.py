@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddim.export import BUILTIN_FILE
+from ddim.export import BUILTIN_MODELS, builtin_names
 from ddim.integrity import read_metadata
 from ddim.plots import study_subtitle
 from ddim.study import sampler_label
@@ -128,7 +128,7 @@ def recommendation(study: dict[str, Any], budget: int = 10) -> str:
     return sentence + ")."
 
 
-def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
+def render(folder: Path, builtin: Path | None = BUILTIN_MODELS["keras-example"]) -> str:
     """The section's Markdown (between the markers) from the files in ``folder``."""
     results = json.loads((folder / "results.json").read_text())
     per_epoch = results["per_epoch"]
@@ -198,7 +198,9 @@ def render(folder: Path, builtin: Path | None = BUILTIN_FILE) -> str:
         meta = read_metadata(builtin)
         size = builtin.stat().st_size / 2**20
         state = f"after epoch {meta.get('epoch')}" + ("" if finished else " (it is replaced as the run goes on)")
-        lines += ["", f"**The built-in model** (`--checkpoint pretrained`, `ddim.load(\"pretrained\")`) is this run's EMA "
+        names = builtin_names(builtin)
+        lines += ["", f"**The built-in model** ({', '.join(f'`--checkpoint {name}`' for name in names)}, "
+                  f"`ddim.load(\"{names[0]}\")`) is this run's EMA "
                   f"network {state}: {meta.get('dtype')}, {size:.1f} MiB, `src/ddim/pretrained/{builtin.name}`; its "
                   "metadata holds the step, epoch, per-epoch KID, config, normaliser and a sha256 that every load checks."]
     lines += ["", "Reproduce:", "", "```bash",

@@ -93,24 +93,33 @@ builtin = pytest.mark.skipif(not BUILTIN_FILE.is_file(), reason=f"this checkout 
 
 
 @builtin
-def test_the_builtin_model_is_small_loads_and_its_checksum_holds() -> None:
-    assert BUILTIN_FILE.is_file(), f"the built-in model {BUILTIN_FILE} is missing from the package"
-    assert BUILTIN_FILE.stat().st_size < 10 * 2**20
-    metadata = read_metadata(BUILTIN_FILE)
-    model, config, found = loaded("pretrained")  # verifies the sha256 on the way
-    assert found == BUILTIN_FILE and config.model == ModelConfig()  # the Keras example's 64 px U-Net
-    assert int(metadata["epoch"]) >= 1 and int(metadata["step"]) > 0
-    from safetensors.torch import load_file
-    assert tensors_sha256(load_file(str(BUILTIN_FILE))) == metadata["sha256"]
+def test_the_builtin_models_are_small_load_and_their_checksums_hold() -> None:
+    from ddim.cli.options import CHECKPOINT_HELP
+    from ddim.export import BUILTIN_MODELS, builtin_names
+
+    files = set(BUILTIN_MODELS.values())
+    assert sum(file.stat().st_size for file in files) < 10 * 2**20  # the repository's budget for binaries
+    for name, file in BUILTIN_MODELS.items():
+        assert f"'{name}'" in CHECKPOINT_HELP  # every name is offered in --checkpoint's help
+        metadata = read_metadata(file)
+        model, config, found = loaded(name)  # verifies the sha256 on the way
+        assert found == file and name in builtin_names(file)
+        assert int(metadata["epoch"]) >= 1 and int(metadata["step"]) > 0
+        from safetensors.torch import load_file
+        assert tensors_sha256(load_file(str(file))) == metadata["sha256"]
+    _, config, _ = loaded("keras-example")
+    assert config.model == ModelConfig()  # the Keras example's 64 px U-Net, unconditional
+    assert "pretrained" in BUILTIN_MODELS  # the old name keeps working whichever model it names
 
 
 @builtin
 def test_sampling_the_builtin_model_is_reproducible(tmp_path: Path) -> None:
-    args = ["sample", "--checkpoint", "pretrained", "--num", "2", "--steps", "3", "--seed", "7", "--device", "cpu"]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    assert main([*args, "--out", str(tmp_path / "b"), "--batch-size", "1"]) == 0
-    for name in ("image_00000.png", "image_00001.png"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    for model in ("pretrained", "keras-example"):
+        args = ["sample", "--checkpoint", model, "--num", "2", "--steps", "3", "--seed", "7", "--device", "cpu"]
+        assert main([*args, "--out", str(tmp_path / model / "a")]) == 0
+        assert main([*args, "--out", str(tmp_path / model / "b"), "--batch-size", "1"]) == 0
+        for name in ("image_00000.png", "image_00001.png"):
+            assert (tmp_path / model / "a" / name).read_bytes() == (tmp_path / model / "b" / name).read_bytes()
 
 
 @builtin

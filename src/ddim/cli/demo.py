@@ -20,9 +20,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                                  "sampler, interpolates between two starting noises (PNG and GIF downloads) and "
                                  "shows the checkpoint's card. Needs the optional extra: pip install \"ddim[demo]\".")
     parser.add_argument("--checkpoint", type=Path, default=Path(BUILTIN_NAME),
-                        help="a run folder (its latest checkpoint), a checkpoint folder, its model.safetensors, "
-                        "a file written by ddim export, or 'pretrained' (the built-in Flowers 102 model) "
-                        "(default: pretrained)")
+                        help=f"{options.CHECKPOINT_HELP} (default: {BUILTIN_NAME})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on; 0.0.0.0 opens the page to the network (default: 127.0.0.1)")
     parser.add_argument("--port", type=argtypes.int_between(1, 65535), default=7860,

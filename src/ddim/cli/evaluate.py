@@ -26,8 +26,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
                                  "features with real ones: KID (mean +- std over subsets) and FID. Interrupted, the same "
                                  "command continues where it stopped (finished batches are kept in the cache).")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="generate from: a run folder (its latest checkpoint), a checkpoint folder, a file "
-                        "written by ddim export, or pretrained (the built-in model)")
+                        help=f"generate from: {options.CHECKPOINT_HELP}")
     parser.add_argument("--generated", type=Path, nargs="+", default=None, metavar="PATH",
                         help="evaluate these images instead of generating: folders of images (files named grid*.png "
                         "are left out, so a ddim sample folder works as it is) or .npz files holding uint8 "

@@ -65,11 +65,15 @@ def write_json(data: dict[str, Any], target: Path | str) -> None:
         write_text(Path(target), text)
 
 
+#: What ``--checkpoint`` takes (kept beside ddim.export.BUILTIN_MODELS' names by a test; --help imports no torch).
+CHECKPOINT_HELP = ("a run folder (its latest checkpoint), a checkpoint folder, its model.safetensors, a file written by "
+                   "ddim export, or a built-in Flowers 102 model: 'pretrained' (the best one) or 'keras-example' (the "
+                   "Keras example's recipe reproduced)")
+
+
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:
     """``--checkpoint PATH`` (required)."""
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="a run folder (its latest checkpoint), a checkpoint folder, its model.safetensors, "
-                        "a file written by ddim export, or 'pretrained' (the built-in Flowers 102 model)")
+    parser.add_argument("--checkpoint", type=Path, required=True, help=CHECKPOINT_HELP)
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
