@@ -34,6 +34,7 @@ from ddim.reports import save_grid, write_history
 BUILTIN_FILE = BUILTIN_MODELS["keras-example"]  # this script publishes the Keras example's run
 
 REPO = Path(__file__).resolve().parents[1]
+HARDWARE = "a 2-core CPU (no GPU)"
 
 
 def wall_seconds(history: list[dict], batch_size: int) -> float:
@@ -71,7 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (its latest checkpoint) or one of its checkpoints")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
-    parser.add_argument("--hardware", default="a 2-core CPU (no GPU)",
+    parser.add_argument("--title", default="training history of the default recipe (docs/results)",
+                        help="the losses plot's title")
+    parser.add_argument("--hardware", default=HARDWARE,
                         help="where it ran, as read after 'on' (default: a 2-core CPU (no GPU))")
     parser.add_argument("--builtin", choices=("yes", "no"), default="no")
     parser.add_argument("--quick-check", choices=("yes", "no"), default="no", help="also write quick-check.json")
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     save_grid(images, args.out / "samples_64.png", columns=8)
     write_history(history, args.out / "history.csv")
     train = config.train
-    plot_history(history, args.out / "losses.png", title="training history of the default recipe (docs/results)",
+    plot_history(history, args.out / "losses.png", title=args.title,
                  loss=train.loss, kid_size=train.kid_image_size, kid_num=config.data.validation_images,
                  kid_sampler=f"ddim, {train.kid_steps} steps")
     results = {

@@ -179,3 +179,30 @@ def readable_value_scale(axis: Any, values: Sequence[float]) -> None:
         axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.yaxis.set_minor_formatter(NullFormatter())
+
+def plot_guidance(sets: dict[str, Sequence[dict[str, Any]]], path: Path, *, title: str | None = None) -> Path:
+    """KID (with its subset standard deviation) and FID against the classifier-free guidance weight, one line per
+    set of points (label -> rows with ``guidance``, ``kid``, ``kid_std``, ``fid``, ``num_generated``, ``num_real``,
+    ``reference``); the label says what each line was measured against."""
+    figure, (kid_axis, fid_axis) = plt.subplots(1, 2, figsize=(11, 4.6))
+    for index, (label, rows) in enumerate(sets.items()):
+        points = sorted(rows, key=lambda r: r["guidance"])
+        if not points:
+            continue
+        x = np.array([r["guidance"] for r in points], dtype=float)
+        kid = np.array([r["kid"] for r in points], dtype=float)
+        std = np.array([r.get("kid_std", 0.0) for r in points], dtype=float)
+        first = points[0]
+        name = f"{label}: {first['num_generated']:,} generated vs {first['num_real']:,} {first['reference']} images"
+        style = line_style(index)
+        line, = kid_axis.plot(x, kid, label=name, **style)
+        kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
+        fid_axis.plot(x, [r["fid"] for r in points], label=name, color=line.get_color(), **style)
+    for axis, name in ((kid_axis, "KID"), (fid_axis, "FID")):
+        axis.set_xlabel("guidance weight (0: unconditional, 1: conditional, > 1: guided)")
+        axis.set_ylabel(kid_label(next((r.get("kid_size") for rows in sets.values() for r in rows), None), None, name))
+        axis.set_title(f"{name} (lower is better)")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
+    set_titles(figure, title or "sample quality against the guidance weight", None)
+    return save_figure(figure, path, top=0.93)
