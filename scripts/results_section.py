@@ -22,6 +22,9 @@ from ddim.integrity import read_metadata
 from ddim.plots import study_subtitle
 from ddim.study import sampler_label
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_conditional import render_conditional  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 BEGIN = "<!-- results: begin (written by scripts/results_section.py from docs/results/; edit those, not this) -->"
 END = "<!-- results: end -->"
@@ -136,6 +139,11 @@ def render(folder: Path, builtin: Path | None = BUILTIN_MODELS["keras-example"])
     batch = results["config"]["train"]["batch_size"]
     finished = epochs >= planned
     lines = ["## Results", "", BEGIN, ""]
+    conditional = render_conditional(folder / "conditional", results, _read(folder / "evaluate-all.json"),
+                                     builtin_names(BUILTIN_MODELS["pretrained"]))
+    if conditional:  # the better run first; the reproduction keeps its numbers under a heading of its own
+        names = ", ".join(f"`--checkpoint {name}`" for name in builtin_names(builtin)) if builtin else ""
+        lines += [*conditional, f"### The Keras example's recipe reproduced{' (' + names + ')' if names else ''}", ""]
     if not finished:
         lines += [f"**In progress: epoch {epochs} of {planned}.** The default recipe (`ddim train` with no options) "
                   "in the background across sessions; the numbers and pictures are replaced as the run goes on "

@@ -24,6 +24,12 @@ def test_best_weight_is_the_lowest_kid_above_one_with_fid_breaking_a_tie() -> No
     assert results.best_weight(points[:2]) == 1.0
 
 
+def test_the_grid_classes_are_flowers_102_names() -> None:
+    from ddim.data.flowers import class_names
+
+    assert len(results.CLASSES) == 8 and set(results.CLASSES) <= set(class_names())
+
+
 @pytest.mark.slow
 def test_a_conditional_run_is_published_with_its_sweep_grid_and_builtin_model(tmp_path: Path, monkeypatch,
                                                                              capsys) -> None:
@@ -63,3 +69,68 @@ def test_a_conditional_run_is_published_with_its_sweep_grid_and_builtin_model(tm
     assert results.main(arguments) == 0  # run again: every evaluation is kept, none measured again
     out_text = capsys.readouterr().out
     assert out_text.count("kept ") == 4 + 3 and "ddim evaluate" not in out_text
+
+
+def fake_conditional(folder: Path, kid: dict[int, float], fid: dict[float, float]) -> Path:
+    """docs/results/conditional as scripts/conditional_results.py writes it, with given numbers."""
+    folder.mkdir(parents=True)
+    per_epoch = [{"epoch": epoch, "val_kid_75px": value} for epoch, value in sorted(kid.items())]
+    (folder / "results.json").write_text(json.dumps({"epochs_completed": max(kid), "epochs_planned": 50,
+                                                     "images_seen": 1_635_200, "per_epoch": per_epoch}))
+
+    def point(weight: float, reference: str, num: int) -> dict:
+        return {"guidance": weight, "kid": fid[weight] / 1000, "kid_std": 0.001, "fid": fid[weight], "steps": 20,
+                "num_generated": num, "num_real": num, "reference": reference, "kid_size": 299, "sampler": "ddim"}
+
+    best = min((w for w in fid if w > 1), key=fid.get)
+    summary = {"checkpoint": "conditional/checkpoints/step_000025550", "epoch": max(kid), "best_guidance": best,
+               "sweep": [point(w, "validation", 1638) for w in sorted(fid)],
+               "all": [point(w, "all", 8189) for w in sorted({0.0, 1.0, best})],
+               "classes": {"command": "ddim sample --checkpoint conditional/checkpoints/step_000025550 --class "
+                                      "sunflower rose --num 8 --guidance 2"}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_the_readme_part_of_the_conditional_run_reads_its_numbers_and_judges_the_goals(tmp_path: Path) -> None:
+    from test_results_section import REPO
+
+    conditional = load_script("results_conditional")
+    keras = json.loads((REPO / "docs" / "results" / "results.json").read_text())
+    keras_all = json.loads((REPO / "docs" / "results" / "evaluate-all.json").read_text())
+    kid = {epoch: 1.0 / epoch for epoch in range(1, 51)}  # 0.53 first reached at epoch 2; 0.10 at 10; 0.02 at 50
+    fid = {0.0: 44.0, 1.0: 40.0, 1.5: 36.0, 2.0: 33.5, 3.0: 34.0}
+    text = "\n".join(conditional.render_conditional(fake_conditional(tmp_path / "c", kid, fid), keras, keras_all,
+                                                    ["pretrained"]))
+    assert "Built in as `--checkpoint pretrained`" in text
+    assert "| first epoch at or below the Keras example's final per-epoch KID (0.53) | 2 | 32 |" in text
+    assert "| FID (KID) guidance 2 (the best of the sweep above 1)" in text and "**33.5**" in text
+    assert "**53.6** (KID 0.0505" in text  # the Keras example's FID against all images beside guidance 0
+    assert "--checkpoint pretrained --class sunflower rose" in text  # the grid's command, for the shipped model
+    assert "| guidance | 0 | 1 | 1.5 | 2 | 3 |" in text
+    assert text.count("**met**") == 5
+    fid[2.0], kid[50] = 38.0, 0.41
+    fid[0.0] = 46.5
+    text = "\n".join(conditional.render_conditional(fake_conditional(tmp_path / "d", kid, fid), keras, None, []))
+    assert "FID against all images at the best guidance (goal ≤ 35): 34.0, **missed**" not in text  # 3 is best now
+    assert "(goal ≤ 35): 34.0, **met**" in text
+    assert "per-epoch KID after epoch 50 (goal ≤ 0.3): 0.41, **missed** by 0.11" in text
+    assert "at guidance 0 (goal ≤ 45): 46.5, **missed** by 1.5" in text
+    assert conditional.render_conditional(tmp_path / "nothing", keras, None, []) == []
+
+
+def test_with_the_conditional_run_published_the_results_section_leads_with_it(tmp_path: Path) -> None:
+    import shutil
+
+    from test_results_section import REPO, section
+
+    folder = tmp_path / "results"
+    shutil.copytree(REPO / "docs" / "results", folder, ignore=shutil.ignore_patterns("conditional"))
+    before = section.render(folder)
+    assert "### The Keras example's recipe reproduced" not in before  # nothing to set it apart from yet
+    fake_conditional(folder / "conditional", {epoch: 1.0 / epoch for epoch in range(1, 51)},
+                     {0.0: 44.0, 1.0: 40.0, 2.0: 33.5})
+    text = section.render(folder)
+    lead, reproduction = text.split("### The Keras example's recipe reproduced (`--checkpoint keras-example`")
+    assert "### The improved recipe, class-conditional" in lead and "FID at 299 px against all 8,189" in reproduction
+    assert reproduction.split("\n", 2)[2] in before  # the reproduction's own text is unchanged
