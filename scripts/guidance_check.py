@@ -1,7 +1,7 @@
 """Class-conditional training end to end on a two-class toy set, and the share of images of the asked class
 against the guidance weight: what tests/test_conditional.py asserts, as a table.
 
-    .venv/bin/python scripts/guidance_check.py [--steps 400] [--num 48] [--out /tmp/guidance-check]
+    .venv/bin/python scripts/guidance_check.py [--steps 400] [--num 48] [--class-conditioning input] [--out DIR]
 
 Trains through ``ddim train --conditional`` on red discs and blue squares (16 px, one subfolder per class), then
 draws ``--num`` images of each class with ``ddim sample --class ... --guidance W`` and reads each image's class from
@@ -29,13 +29,16 @@ def run(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400, help="training steps (default: 400, as the test)")
     parser.add_argument("--num", type=int, default=48, help="images per class and weight (default: 48)")
+    parser.add_argument("--class-conditioning", default="every-block", choices=("every-block", "input"),
+                        help="where the network takes its class (default: every-block)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/guidance-check"), help="work folder (replaced)")
     args = parser.parse_args(argv)
     shutil.rmtree(args.out, ignore_errors=True)
     data, run_dir = write_shapes(args.out / "data"), args.out / "run"
     from test_conditional import TRAIN  # the test's training options
 
-    if main(["train", "--data", str(data), "--run-dir", str(run_dir), "--max-steps", str(args.steps), *TRAIN]):
+    if main(["train", "--data", str(data), "--run-dir", str(run_dir), "--max-steps", str(args.steps), *TRAIN,
+             "--class-conditioning", args.class_conditioning]):
         return 1
     print(f"\n{args.steps} steps; {args.num} images per class; share of images that read as the asked class")
     print("| guidance w | red discs | blue squares | both |\n| --- | --- | --- | --- |")

@@ -27,7 +27,8 @@ EARLIER_OPTIONS = {
 ADDED_OPTIONS = {"--embedding-min-frequency", "--embedding-max-frequency", "--adam-epsilon", "--kid-batch-size",
                  "--conditional", "--class-dropout", "--guidance",  # these three: class-conditional training
                  "--flip", "--ema-std", "--lr-schedule", "--lr-warmup-steps", "--lr-decay-steps",
-                 "--lr-floor"}  # these six: the levers of the better recipes
+                 "--lr-floor",  # these six: the levers of the better recipes
+                 "--class-conditioning"}  # where a conditional network takes its class
 
 
 def config_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -78,7 +79,8 @@ def test_choices_come_from_the_config() -> None:
     choices = {action.dest: action.choices for action in config_actions(parse("train").parser) if action.choices}
     assert choices == {"model.prediction": config_module.PREDICTION_TARGETS, "train.loss": config_module.LOSSES,
                        "train.precision": config_module.PRECISIONS, "train.compile": config_module.COMPILE_MODES,
-                       "train.batchnorm": config_module.BATCHNORM_MODES, "train.lr_schedule": config_module.LR_SCHEDULES}
+                       "train.batchnorm": config_module.BATCHNORM_MODES, "train.lr_schedule": config_module.LR_SCHEDULES,
+                       "model.class_conditioning": config_module.CLASS_CONDITIONING}
     from ddim import runtime
 
     assert (runtime.PRECISIONS, runtime.COMPILE_MODES) == (config_module.PRECISIONS, config_module.COMPILE_MODES)

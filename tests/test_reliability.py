@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import (
@@ -34,6 +35,7 @@ from ddim.cli import main
 from ddim.config import (
     ADDED_IN_VERSION_3,
     ADDED_IN_VERSION_4,
+    ADDED_IN_VERSION_5,
     CONFIG_VERSION,
     DataConfig,
     ModelConfig,
@@ -401,6 +403,36 @@ def test_a_run_written_by_ddim_0_3_resumes_bit_identically(flowers: Path, uninte
     assert not old_config.data.flip and old_config.train.ema_std is None and old_config.train.lr_schedule == "constant"
     assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0
     assert_same_run(uninterrupted, run_dir)
+
+
+def test_a_conditional_run_written_before_every_block_conditioning_loads_samples_and_resumes_as_it_was(
+        tmp_path: Path) -> None:
+    """Version-4 configs (before ``model.class_conditioning``) describe conditional networks that take the class at
+    the input only: such a run loads with that network (not today's default), draws what it drew, and resumes."""
+    from conftest import write_shapes
+
+    data, run = write_shapes(tmp_path / "data", per_class=16), tmp_path / "v4"
+    tiny = ["--conditional", "--class-conditioning", "input", "--widths", "8,16", "--block-depth", "1", "--image-size",
+            "16", "--batch-size", "8", "--repeats", "1", "--plot-images", "2", "--plot-steps", "2", "--kid-every", "0",
+            "--device", "cpu", "--no-progress", "--no-tensorboard"]
+    assert main(["train", "--data", str(data), "--run-dir", str(run), "--max-steps", "4", "--epochs", "4", *tiny]) == 0
+    sample = ["sample", "--checkpoint", str(run), "--class", "red discs", "--num", "2", "--steps", "2", "--guidance", "2",
+              "--device", "cpu", "--no-progress", "--format", "npz"]
+    assert main([*sample, "--out", str(tmp_path / "before")]) == 0
+    for folder in [run, *step_checkpoints(run)]:
+        config = json.loads((folder / "config.json").read_text())
+        for section, fields in ADDED_IN_VERSION_5.items():
+            for name in fields:
+                del config[section][name]
+        (folder / "config.json").write_text(json.dumps({**config, "version": 4}))
+    model, old_config, _ = loaded(run)
+    assert old_config.model.class_conditioning == "input" and ModelConfig().class_conditioning == "every-block"
+    assert not any(".condition." in name for name in model.network.state_dict())
+    assert main([*sample, "--out", str(tmp_path / "after")]) == 0
+    with np.load(tmp_path / "before" / "samples.npz") as before, np.load(tmp_path / "after" / "samples.npz") as after:
+        assert np.array_equal(before["images"], after["images"])
+    assert main(["train", "--resume", str(run), "--max-steps", "6", "--no-progress"]) == 0
+    assert json.loads((run / "config.json").read_text())["model"]["class_conditioning"] == "input"
 
 
 def test_a_run_of_the_improved_recipe_stopped_mid_epoch_resumes_bit_identically(flowers: Path, tmp_path: Path) -> None:

@@ -44,33 +44,41 @@ def _keras_conv(in_channels: int, out_channels: int, kernel_size: int) -> nn.Con
 
 
 class ResidualBlock(nn.Module):
-    """BN (no scale/centre) -> 3x3 conv + swish -> 3x3 conv, plus a (1x1-projected) shortcut."""
+    """BN (no scale/centre) -> 3x3 conv + swish -> 3x3 conv, plus a (1x1-projected) shortcut.
 
-    def __init__(self, in_channels: int, width: int) -> None:
+    With ``condition_dims`` (a conditional network's every-block class conditioning), a linear projection of the
+    class embedding is added to the first convolution's output before the swish, per channel (as ADM adds its
+    embedding inside each block); ``condition`` is then the (B, condition_dims) embedding.
+    """
+
+    def __init__(self, in_channels: int, width: int, condition_dims: int = 0) -> None:
         super().__init__()
         self.shortcut = nn.Identity() if in_channels == width else _keras_conv(in_channels, width, 1)
         self.norm = nn.BatchNorm2d(in_channels, eps=KERAS_BN_EPSILON, momentum=1.0 - KERAS_BN_MOMENTUM,
                                    affine=False)
         self.conv1 = _keras_conv(in_channels, width, 3)
         self.conv2 = _keras_conv(width, width, 3)
+        self.condition = nn.Linear(condition_dims, width, bias=False) if condition_dims else None  # conv1 has the bias
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         residual = self.shortcut(x)
-        x = F.silu(self.conv1(self.norm(x)))
-        return self.conv2(x) + residual
+        x = self.conv1(self.norm(x))
+        if self.condition is not None and condition is not None:
+            x = x + self.condition(condition).to(x.dtype)[:, :, None, None]  # (B, width, 1, 1)
+        return self.conv2(F.silu(x)) + residual
 
 
 class DownBlock(nn.Module):
     """``block_depth`` residual blocks (each output kept as a skip), then 2x2 average pooling."""
 
-    def __init__(self, in_channels: int, width: int, block_depth: int) -> None:
+    def __init__(self, in_channels: int, width: int, block_depth: int, condition_dims: int = 0) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResidualBlock(in_channels if i == 0 else width, width) for i in range(block_depth))
+            ResidualBlock(in_channels if i == 0 else width, width, condition_dims) for i in range(block_depth))
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], condition: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x)
+            x = block(x, condition)
             skips.append(x)
         return F.avg_pool2d(x, kernel_size=2)  # (B, C, H, W) -> (B, C, H/2, W/2)
 
@@ -78,15 +86,17 @@ class DownBlock(nn.Module):
 class UpBlock(nn.Module):
     """Bilinear x2 upsampling, then ``block_depth`` times: concatenate a skip, residual block."""
 
-    def __init__(self, in_channels: int, skip_channels: int, width: int, block_depth: int) -> None:
+    def __init__(self, in_channels: int, skip_channels: int, width: int, block_depth: int,
+                 condition_dims: int = 0) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(
-            ResidualBlock((in_channels if i == 0 else width) + skip_channels, width) for i in range(block_depth))
+            ResidualBlock((in_channels if i == 0 else width) + skip_channels, width, condition_dims)
+            for i in range(block_depth))
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], condition: torch.Tensor | None = None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)  # (B, C, 2H, 2W)
         for block in self.blocks:
-            x = block(torch.cat([x, skips.pop()], dim=1))
+            x = block(torch.cat([x, skips.pop()], dim=1), condition)
         return x
 
 
@@ -96,7 +106,10 @@ class UNet(nn.Module):
     A conditional network (``config.conditional``) adds a learned embedding of the class label, (B,) integers
     with :data:`NO_CLASS` (or ``labels=None``) for "any class", to the noise embedding. The embedding starts as
     PyTorch's default N(0, 1), on the scale of the sinusoidal features: classes are told apart from the first
-    step (a zero start learns them several times more slowly).
+    step (a zero start learns them several times more slowly). With ``class_conditioning = "every-block"`` each
+    residual block also adds its own projection of it: entering at the input only (ddim 0.3's network), the class
+    reached the output so weakly that after 11 epochs on Flowers 102 it changed the predicted noise by under 1%
+    and guidance 1 drew the same flower for every class.
     """
 
     def __init__(self, config: ModelConfig = ModelConfig()) -> None:
@@ -110,18 +123,20 @@ class UNet(nn.Module):
                                  "reads them from the data)")
             self.class_embedding = nn.Embedding(self.num_classes + 1, config.embedding_dims)  # last: no class
             nn.init.normal_(self.class_embedding.weight)
+        every_block = config.conditional and config.class_conditioning == "every-block"
+        condition = config.embedding_dims if every_block else 0  # the projections' input: the class embedding
         self.input_conv = _keras_conv(3, widths[0], 1)
         channels = widths[0] + config.embedding_dims
         self.down_blocks = nn.ModuleList()
         for width in widths[:-1]:
-            self.down_blocks.append(DownBlock(channels, width, depth))
+            self.down_blocks.append(DownBlock(channels, width, depth, condition))
             channels = width
         self.middle_blocks = nn.ModuleList(
-            ResidualBlock(channels if i == 0 else widths[-1], widths[-1]) for i in range(depth))
+            ResidualBlock(channels if i == 0 else widths[-1], widths[-1], condition) for i in range(depth))
         channels = widths[-1]
         self.up_blocks = nn.ModuleList()
         for width in reversed(widths[:-1]):
-            self.up_blocks.append(UpBlock(channels, width, width, depth))
+            self.up_blocks.append(UpBlock(channels, width, width, depth, condition))
             channels = width
         self.output_conv = nn.Conv2d(channels, 3, kernel_size=1)
         nn.init.zeros_(self.output_conv.weight)
@@ -132,22 +147,26 @@ class UNet(nn.Module):
         config = self.config
         embedding = sinusoidal_embedding(noise_variances, config.embedding_dims, config.embedding_min_frequency,
                                          config.embedding_max_frequency)  # (B, E, 1, 1)
+        condition = None  # (B, E): the class embedding the blocks project, with every-block conditioning
         if config.conditional:
             if labels is None:
                 labels = torch.full((noisy_images.shape[0],), NO_CLASS, device=noisy_images.device)
             tokens = torch.where(labels < 0, self.num_classes, labels)  # (B,): NO_CLASS -> the last row
-            embedding = embedding + self.class_embedding(tokens).view(*embedding.shape)  # (B, E, 1, 1)
+            classes = self.class_embedding(tokens)  # (B, E)
+            embedding = embedding + classes.view(*embedding.shape)  # (B, E, 1, 1)
+            if config.class_conditioning == "every-block":
+                condition = classes
         elif labels is not None:
             raise ValueError("this network is unconditional: it takes no class labels")
         embedding = embedding.to(noisy_images.dtype).expand(-1, -1, *noisy_images.shape[2:])  # (B, E, H, W)
         x = torch.cat([self.input_conv(noisy_images), embedding], dim=1)  # (B, widths[0] + E, H, W)
         skips: list[torch.Tensor] = []
         for block in self.down_blocks:
-            x = block(x, skips)
+            x = block(x, skips, condition)
         for block in self.middle_blocks:
-            x = block(x)
+            x = block(x, condition)
         for block in self.up_blocks:
-            x = block(x, skips)
+            x = block(x, skips, condition)
         return self.output_conv(x)  # (B, 3, H, W)
 
 

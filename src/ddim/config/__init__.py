@@ -10,13 +10,14 @@ option name other than ``--field-name``) in its metadata through :func:`option`,
 derives every option, with its type from the annotation, from them.
 """
 
-from .fields import (BATCHNORM_MODES, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS, PREDICTION_TARGETS,
-                     ConfigError, option, recorded)
+from .fields import (BATCHNORM_MODES, CLASS_CONDITIONING, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS,
+                     PREDICTION_TARGETS, ConfigError, option, recorded)
 from .run import SECTIONS, RunConfig
 from .sections import DataConfig, ModelConfig, TrainConfig
-from .versions import ADDED_IN_VERSION_3, ADDED_IN_VERSION_4, CONFIG_VERSION, upgrade_config_dict, with_added_fields
+from .versions import (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4, ADDED_IN_VERSION_5, CONFIG_VERSION, upgrade_config_dict,
+                       with_added_fields)
 
-__all__ = ["ADDED_IN_VERSION_3", "ADDED_IN_VERSION_4", "BATCHNORM_MODES", "COMPILE_MODES", "CONFIG_VERSION",
-           "ConfigError", "DataConfig", "LOSSES", "LR_SCHEDULES", "MAX_EMA_STD", "ModelConfig", "PRECISIONS",
+__all__ = ["ADDED_IN_VERSION_3", "ADDED_IN_VERSION_4", "ADDED_IN_VERSION_5", "BATCHNORM_MODES", "CLASS_CONDITIONING",
+           "COMPILE_MODES", "CONFIG_VERSION", "ConfigError", "DataConfig", "LOSSES", "LR_SCHEDULES", "MAX_EMA_STD", "ModelConfig", "PRECISIONS",
            "PREDICTION_TARGETS", "RunConfig", "SECTIONS", "TrainConfig", "option", "recorded", "upgrade_config_dict",
            "with_added_fields"]

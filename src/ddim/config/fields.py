@@ -20,6 +20,9 @@ class ConfigError(ValueError):
 
 
 PREDICTION_TARGETS = ("noise", "velocity", "signal")
+#: Where a conditional network takes its class: with the noise embedding at the input only (ddim 0.3), or also in
+#: every residual block (as ADM and EDM do), which learns classes far faster.
+CLASS_CONDITIONING = ("every-block", "input")
 LOSSES = ("mae", "mse")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune")

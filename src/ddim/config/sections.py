@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..limits import (MAX_BATCH, MAX_BLOCK_DEPTH, MAX_EMBEDDING_DIMS, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_PLOT_IMAGES,
                       MAX_REPEATS, MAX_SAMPLING_STEPS, MAX_SEED, MAX_TRAIN_BATCH, MAX_WIDTH, shorten)
-from .fields import (BATCHNORM_MODES, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS, PREDICTION_TARGETS,
+from .fields import (BATCHNORM_MODES, CLASS_CONDITIONING, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS, PREDICTION_TARGETS,
                      _finite, _one_of, _positive_int, _require, option, recorded)
 
 
@@ -28,6 +28,9 @@ class ModelConfig:
     conditional: bool = option(False, "one network that draws a chosen class or any (classifier-free guidance): "
                                "a learned class embedding is added to the noise embedding; needs labelled data "
                                "(Flowers 102, or one subfolder per class)")
+    class_conditioning: str = option("every-block", "conditional models: where the class embedding enters: every-block "
+                                     "(also added, projected, inside every residual block) or input (with the noise "
+                                     "embedding only, as ddim 0.3 did)", choices=CLASS_CONDITIONING)
     class_names: tuple[str, ...] = recorded((), "the classes of a conditional model, by index (read from the data "
                                             "when training starts)")
 
@@ -56,6 +59,7 @@ class ModelConfig:
                  f"max={self.max_signal_rate}")
         _one_of(self.prediction, PREDICTION_TARGETS, "prediction")
         _require(isinstance(self.conditional, bool), "conditional", f"must be true or false, got {self.conditional!r}")
+        _one_of(self.class_conditioning, CLASS_CONDITIONING, "class_conditioning")
         _require(isinstance(self.class_names, (list, tuple)) and all(isinstance(n, str) and n.strip()
                                                                       for n in self.class_names),
                  "class_names", f"must be a list of non-empty names, got {self.class_names!r}")

@@ -9,8 +9,9 @@ from .fields import ConfigError
 from .sections import TrainConfig
 
 
-CONFIG_VERSION = 4
-"""Version 4 adds the levers of the better recipes (``data.flip``, ``train.ema_std``, ``train.lr_schedule``,
+CONFIG_VERSION = 5
+"""Version 5 adds ``model.class_conditioning`` (a conditional network takes its class in every residual block;
+earlier ones at the input only). Version 4 adds the levers of the better recipes (``data.flip``, ``train.ema_std``, ``train.lr_schedule``,
 ``train.lr_warmup_steps``, ``train.lr_decay_steps``, ``train.lr_floor``). Version 3 adds class-conditional training (``model.conditional``, ``model.class_names``,
 ``train.class_dropout``, ``train.guidance``). Version 2: ``train.weight_decay`` is the per-step decay (the Keras
 example's meaning). Version 1 (no ``version`` key) meant PyTorch's ``lr * weight_decay``. :func:`upgrade_config_dict`
@@ -31,11 +32,17 @@ ADDED_IN_VERSION_4: dict[str, dict[str, Any]] = {
 }
 
 
+#: Fields added by version 5, with the values that give an earlier version's network.
+ADDED_IN_VERSION_5: dict[str, dict[str, Any]] = {
+    "model": {"class_conditioning": "input"},
+}
+ADDED_BY_VERSION = ((3, ADDED_IN_VERSION_3), (4, ADDED_IN_VERSION_4), (5, ADDED_IN_VERSION_5))
+
+
 def with_added_fields(section: str, values: dict[str, Any]) -> dict[str, Any]:
     """A section as a writer of any version wrote it, completed with the fields later versions added (at the values
     that keep the earlier computation), e.g. a model configuration in the metadata of ddim 0.2's weights."""
-    added = {name: value for fields in (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4)
-             for name, value in fields.get(section, {}).items()}
+    added = {name: value for _, fields in ADDED_BY_VERSION for name, value in fields.get(section, {}).items()}
     return {**added, **values}
 
 
@@ -55,8 +62,7 @@ def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
         old_default = 1e-4  # version 1's default, in PyTorch's meaning
         train["weight_decay"] = train.get("lr", TrainConfig.lr) * train.get("weight_decay", old_default)
         data["train"] = train
-    added_by = ((3, ADDED_IN_VERSION_3), (4, ADDED_IN_VERSION_4))
-    for added_in, fields in added_by:  # an earlier version's sections name every field but those added since
+    for added_in, fields in ADDED_BY_VERSION:  # an earlier version's sections name every field but those added since
         if version < added_in:
             for section, added in fields.items():
                 if isinstance(data.get(section), dict):
