@@ -27,7 +27,6 @@ it for a trial (``--num 16 --num-all 24 --steps 2 --kid-size 75 ...``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 
 from ddim.checkpoint import load_training_state
 from ddim.cli import main as ddim
-from ddim.export import PRETRAINED_FOLDER, export_model, training_info
+from ddim.export import PRETRAINED_FOLDER, training_info
 from ddim.files import write_text
 from ddim.loading import load_model
 from ddim.plots import plot_guidance
@@ -155,13 +154,11 @@ def main(argv: list[str] | None = None) -> int:
                "sweep": sweep, "best_guidance": best, "all": everything,
                "classes": {"file": "classes.png", "names": list(classes), "guidance": best, "seed": 0,
                            "command": "ddim " + " ".join(portable(command))}}
-    write_text(args.out / "summary.json", json.dumps(portable(summary), indent=2) + "\n")
+    write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     for written in args.out.rglob("*.json"):  # no path of this machine
         write_text(written, json.dumps(portable(json.loads(written.read_text())), indent=2) + "\n")
-    if args.builtin == "yes":  # its data named portably: flowers102 downloads where no --data is given
-        config = model.origin.config
-        shipped = dataclasses.replace(config, data=dataclasses.replace(config.data, path="flowers102", cache_dir=None))
-        export_model(model, shipped, BUILTIN_FILE, info={**info, "source": "docs/results/conditional"})
+    if args.builtin == "yes":
+        publish_results.export_builtin(model, model.origin.config, info, BUILTIN_FILE, "docs/results/conditional")
     for row in sweep + everything:
         print(f"guidance {row['guidance']:g} vs {row['num_real']} {row['reference']}: KID {row['kid']:.4f} ± "
               f"{row['kid_std']:.4f}  FID {row['fid']:.1f}")

@@ -68,6 +68,13 @@ def quick_check(model: torch.nn.Module, splits, *, num: int = 16, num_real: int 
             **{f"kid_{name}": value for name, value in kid.items()}}
 
 
+def export_builtin(model: torch.nn.Module, config, info: dict, file: Path, source: str) -> None:
+    """Export ``model`` as a built-in model's ``file`` (fp16), its data folder named portably (flowers102, which
+    downloads where no --data is given) and ``source`` naming where its results are published."""
+    portable = dataclasses.replace(config, data=dataclasses.replace(config.data, path="flowers102", cache_dir=None))
+    export_model(model, portable, file, info={**info, "source": source})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a run folder (its latest checkpoint) or one of its checkpoints")
@@ -114,10 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         write_text(args.out / "quick-check.json", json.dumps({"checkpoint": checkpoint.name, **check}, indent=2) + "\n")
         print(f"quick check: KID {check['kid_samples']:.3f} (noise {check['kid_noise']:.3f}, training flowers "
               f"{check['kid_train']:.3f})")
-    if args.builtin == "yes":  # its data is named portably: flowers102 downloads where no --data is given
-        portable = dataclasses.replace(config, data=dataclasses.replace(config.data, path="flowers102", cache_dir=None))
-        export_model(model, portable, BUILTIN_FILE,
-                     info={**training_info(state), "source": "docs/results (the README's Results run)"})
+    if args.builtin == "yes":
+        export_builtin(model, config, training_info(state), BUILTIN_FILE, "docs/results (the README's Results run)")
     print(f"published epoch {epoch} (step {state['step']}) of {checkpoint} to {args.out}"
           + (f" and {BUILTIN_FILE}" if args.builtin == "yes" else ""))
 
