@@ -43,7 +43,12 @@ def differences(config: RunConfig, reference: RunConfig) -> dict[str, str]:
         for spec in dataclasses.fields(mine):
             if spec.name in ignored or (section, spec.name) not in CONFIG_OPTIONS:
                 continue
-            if getattr(mine, spec.name) != getattr(theirs, spec.name):
+            other = getattr(theirs, spec.name)
+            if spec.name == "class_conditioning":  # a conditional network's; against an unconditional reference,
+                if not mine.conditional:            # shown where it is not today's default
+                    continue
+                other = other if theirs.conditional else spec.default
+            if getattr(mine, spec.name) != other:
                 value = getattr(mine, spec.name)
                 found[CONFIG_OPTIONS[(section, spec.name)][0]] = "none" if value is None else shown(value)
     return found

@@ -228,6 +228,22 @@ def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_ex
     assert (out / "kid.png").stat().st_size > 10_000 and (out / "no-flip" / "history.csv").is_file()
 
 
+def test_the_recipe_table_names_a_conditional_networks_class_conditioning_only_where_it_is_not_todays() -> None:
+    """Against an unconditional reference (whose class_conditioning, read from an old config, is 'input' and means
+    nothing), a conditional run shows --conditional, and --class-conditioning only where it is ddim 0.3's 'input'."""
+    from ddim.config import ModelConfig, RunConfig
+
+    recipe_results = load_script("recipe_results")
+    reference = RunConfig(model=ModelConfig(class_conditioning="input"))
+    names = ("a", "b")
+    today = RunConfig(model=ModelConfig(conditional=True, class_names=names))
+    old = RunConfig(model=ModelConfig(conditional=True, class_names=names, class_conditioning="input"))
+    assert recipe_results.differences(today, reference) == {"--conditional": "yes"}
+    assert recipe_results.differences(old, reference) == {"--conditional": "yes", "--class-conditioning": "input"}
+    assert recipe_results.differences(old, today) == {"--class-conditioning": "input"}
+    assert recipe_results.differences(reference, RunConfig()) == {}
+
+
 def test_published_results_carry_no_path_of_the_machine_they_were_measured_on(tmp_path: Path) -> None:
     portable = load_script("portable_results")
     repo = Path("/work/checkout")
