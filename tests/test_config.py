@@ -76,3 +76,19 @@ def test_defaults_are_the_keras_examples() -> None:
     assert train.plot_images == 9  # the Keras example's sample(num_images=9): a 3 x 3 grid
     assert (train.plot_steps, train.kid_every, train.kid_steps, train.kid_image_size, train.kid_batch_size) == \
         (20, 1, 5, 75, 64)
+
+
+def test_an_older_config_reads_conditional_networks_as_input_conditioned_and_unconditional_ones_as_today() -> None:
+    """Version 5 added model.class_conditioning: a version-4 conditional model took its class at the input only; an
+    unconditional one takes no class, so it reads as today's default (and its weights' metadata alike)."""
+    from ddim.config import RunConfig, with_added_fields
+
+    conditional = {"conditional": True, "class_names": ["a", "b"]}
+    old = RunConfig.from_dict({"version": 4, "model": conditional})
+    assert old.model.class_conditioning == "input"
+    assert RunConfig.from_dict({"version": 4, "model": {}}).model.class_conditioning == "every-block"
+    assert RunConfig.from_dict({"version": 5, "model": conditional}).model.class_conditioning == "every-block"
+    assert with_added_fields("model", conditional)["class_conditioning"] == "input"
+    assert with_added_fields("model", {"conditional": False})["class_conditioning"] == "every-block"
+    assert with_added_fields("model", {**conditional, "class_conditioning": "every-block"})["class_conditioning"] \
+        == "every-block"

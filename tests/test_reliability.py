@@ -380,12 +380,26 @@ def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninte
 
 def without_conditional_fields(config: dict) -> dict:
     """A config dictionary as ddim 0.1 and 0.2 wrote it: without the fields of class-conditional training (nor those
-    of the better recipes, added later)."""
-    for added in (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4):
+    of the better recipes and of every-block class conditioning, added later)."""
+    for added in (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4, ADDED_IN_VERSION_5):
         for section, fields in added.items():
             for name in fields:
                 del config[section][name]
     return config
+
+
+def write_as_version(run_dir: Path, version: int) -> None:
+    """Rewrite the configs of a run and its checkpoints as ddim's config ``version`` wrote them: without the fields
+    later versions added."""
+    from ddim.config.versions import ADDED_BY_VERSION
+
+    for folder in [run_dir, *step_checkpoints(run_dir)]:
+        config = json.loads((folder / "config.json").read_text())
+        for added_in, added in ADDED_BY_VERSION:
+            for section, fields in added.items():
+                for name in fields if added_in > version else ():
+                    del config[section][name]
+        (folder / "config.json").write_text(json.dumps({**config, "version": version}))
 
 
 def test_a_run_written_by_ddim_0_3_resumes_bit_identically(flowers: Path, uninterrupted: Path, tmp_path: Path) -> None:
@@ -393,12 +407,7 @@ def test_a_run_written_by_ddim_0_3_resumes_bit_identically(flowers: Path, uninte
     schedule); such a run loads and resumes through the CLI as the Keras example's recipe it was."""
     run_dir = tmp_path / "v03"
     fit(tiny_config(flowers, max_steps=5), run_dir)
-    for folder in [run_dir, *step_checkpoints(run_dir)]:
-        config = json.loads((folder / "config.json").read_text())
-        for section, fields in ADDED_IN_VERSION_4.items():
-            for name in fields:
-                del config[section][name]
-        (folder / "config.json").write_text(json.dumps({**config, "version": 3}))
+    write_as_version(run_dir, 3)
     _, old_config, _ = loaded(run_dir)
     assert not old_config.data.flip and old_config.train.ema_std is None and old_config.train.lr_schedule == "constant"
     assert main(["train", "--resume", str(run_dir), "--max-steps", "12", "--no-progress"]) == 0
@@ -419,12 +428,7 @@ def test_a_conditional_run_written_before_every_block_conditioning_loads_samples
     sample = ["sample", "--checkpoint", str(run), "--class", "red discs", "--num", "2", "--steps", "2", "--guidance", "2",
               "--device", "cpu", "--no-progress", "--format", "npz"]
     assert main([*sample, "--out", str(tmp_path / "before")]) == 0
-    for folder in [run, *step_checkpoints(run)]:
-        config = json.loads((folder / "config.json").read_text())
-        for section, fields in ADDED_IN_VERSION_5.items():
-            for name in fields:
-                del config[section][name]
-        (folder / "config.json").write_text(json.dumps({**config, "version": 4}))
+    write_as_version(run, 4)
     model, old_config, _ = loaded(run)
     assert old_config.model.class_conditioning == "input" and ModelConfig().class_conditioning == "every-block"
     assert not any(".condition." in name for name in model.network.state_dict())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .fields import ConfigError
-from .sections import TrainConfig
+from .sections import ModelConfig, TrainConfig
 
 
 CONFIG_VERSION = 5
@@ -32,18 +32,29 @@ ADDED_IN_VERSION_4: dict[str, dict[str, Any]] = {
 }
 
 
-#: Fields added by version 5, with the values that give an earlier version's network.
+#: Fields added by version 5, with the values that give an earlier version's network. ``class_conditioning`` means
+#: something for conditional networks only: an unconditional one gets today's default (see :func:`_completed`), so
+#: that an old unconditional run and one written today describe the same network alike.
 ADDED_IN_VERSION_5: dict[str, dict[str, Any]] = {
     "model": {"class_conditioning": "input"},
 }
 ADDED_BY_VERSION = ((3, ADDED_IN_VERSION_3), (4, ADDED_IN_VERSION_4), (5, ADDED_IN_VERSION_5))
 
 
+def _completed(section: str, values: dict[str, Any], added: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the ``added`` fields it lacks (an unconditional model's class_conditioning: the default)."""
+    completed = {**added, **values}
+    if section == "model" and "class_conditioning" in added and "class_conditioning" not in values \
+            and not completed.get("conditional"):
+        completed["class_conditioning"] = ModelConfig.class_conditioning
+    return completed
+
+
 def with_added_fields(section: str, values: dict[str, Any]) -> dict[str, Any]:
     """A section as a writer of any version wrote it, completed with the fields later versions added (at the values
     that keep the earlier computation), e.g. a model configuration in the metadata of ddim 0.2's weights."""
     added = {name: value for _, fields in ADDED_BY_VERSION for name, value in fields.get(section, {}).items()}
-    return {**added, **values}
+    return _completed(section, values, added)
 
 
 def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +77,7 @@ def upgrade_config_dict(data: dict[str, Any]) -> dict[str, Any]:
         if version < added_in:
             for section, added in fields.items():
                 if isinstance(data.get(section), dict):
-                    data[section] = {**added, **data[section]}
+                    data[section] = _completed(section, data[section], added)
     return data
 
 
