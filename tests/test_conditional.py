@@ -64,6 +64,24 @@ def sample_rates(run_dir: Path, out: Path, guidance: float) -> tuple[dict[str, f
     return {"red discs": float(red[labels == 1].mean()), "blue squares": float((~red[labels == 0]).mean())}, images
 
 
+def test_class_signal_finds_what_the_trained_model_learned_of_its_classes(trained: Path, capsys) -> None:
+    """scripts/class_signal.py: on the toy model, which draws the asked class (test below), telling it the true class
+    denoises better than a wrong one; an untrained conditional model scores about 0."""
+    from test_results_section import load_script
+
+    probe = load_script("class_signal")
+    assert probe.main([str(trained), "--num", "16", "--times", "0.6"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1]
+    gain = float(row.split("|")[-2].strip().rstrip("%"))
+    assert gain > 10.0, row  # measured: 27%
+    from ddim.loading import load_model
+
+    fresh = DiffusionModel(load_model(trained).config).eval()  # the same network, untrained
+    fresh.normalizer.load_state_dict(load_model(trained).normalizer.state_dict())
+    images, labels = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 2
+    assert abs(probe.class_errors(fresh, images, labels, 0.6)["gain"]) < 0.5 * gain / 100
+
+
 def test_the_model_draws_the_asked_class_far_more_often_than_chance_and_guidance_raises_it(
         trained: Path, tmp_path: Path) -> None:
     plain, images = sample_rates(trained, tmp_path / "w1", 1.0)
