@@ -130,6 +130,21 @@ def test_the_per_epoch_grid_shows_one_labelled_row_per_class(trained: Path) -> N
     assert (column < 128).any(axis=1)[2:18].any() and (column < 128).any(axis=1)[20:36].any()  # a name per row
 
 
+def test_with_guidance_0_the_grid_rows_are_drawn_at_1_and_the_kid_stays_unconditional(shapes: Path, tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """``--guidance 0`` (an unconditional per-epoch KID) would make every class row of the grid the same images."""
+    from ddim.training import callbacks, loop
+
+    drawn = []
+    for module, name in ((callbacks, "generate_images"), (loop, "keras_kid")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name, **k:
+                            drawn.append((_n, k.get("guidance"), k.get("labels") is not None)) or _o(*a, **k))
+    options = [*TRAIN, "--kid-every", "1", "--kid-steps", "2", "--kid-image-size", "75", "--guidance", "0"]
+    assert main(["train", "--data", str(shapes), "--run-dir", str(tmp_path / "run"), "--max-steps", "4", *options]) == 0
+    assert drawn == [("keras_kid", 0.0, True), ("generate_images", 1.0, True)]  # the KID, then the grid's class rows
+
+
 def test_evaluate_interpolate_and_study_take_a_class(trained: Path, tmp_path: Path, capsys) -> None:
     assert main(["evaluate", "--checkpoint", str(trained), "--class", "red discs", "--per-class", "--steps", "2",
                  "--kid-size", "75", "--subsets", "5", "--json", str(tmp_path / "e.json"), "--no-progress"]) == 0

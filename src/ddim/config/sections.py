@@ -137,8 +137,9 @@ class TrainConfig:
     loss: str = option("mae", "loss on the prediction", choices=LOSSES)
     class_dropout: float = option(0.1, "conditional runs: probability that a training image's class is replaced by "
                                   "'no class', which trains the unconditional model too (Ho & Salimans 2022)")
-    guidance: float = option(1.0, "conditional runs: classifier-free guidance weight of the per-epoch grid and KID "
-                             "(0: unconditional, 1: plain conditional, >1: stronger)")
+    guidance: float = option(1.0, "conditional runs: classifier-free guidance weight of the per-epoch KID and grid "
+                             "(0: unconditional, then the grid's class rows use 1; 1: plain conditional; >1: "
+                             "stronger)")
     max_steps: int | None = option(None, "stop after N optimiser steps (default: no limit)")
     seed: int = option(0, "seeds weights, data order and all noise")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")

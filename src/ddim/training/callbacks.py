@@ -199,6 +199,12 @@ def grid_classes(num_classes: int, num_images: int) -> tuple[list[int], int]:
     return sorted({int(round(c)) for c in np.linspace(0, num_classes - 1, rows)}), math.ceil(num_images / rows)
 
 
+def grid_guidance(guidance: float) -> float:
+    """The guidance weight of a conditional run's per-epoch grid: the run's (``--guidance``, also its KID's), but 1
+    where that is 0, whose rows, one per class, would all show the same unconditional images."""
+    return guidance if guidance > 0 else 1.0
+
+
 class SampleGrid(Callback):
     """After every epoch, a grid from the EMA network, always from the same starting noise (a conditional run's: a
     fixed set of classes, one labelled row each, the same noises in every row)."""
@@ -217,13 +223,14 @@ class SampleGrid(Callback):
         train = self.config.train
         device = next(model.parameters()).device
         indices, labels, columns, row_labels = list(range(train.plot_images)), None, None, None
+        guidance = grid_guidance(train.guidance)
         if model.class_names:
             classes, columns = grid_classes(len(model.class_names), train.plot_images)
             indices, labels = list(range(columns)) * len(classes), [c for c in classes for _ in range(columns)]
             row_labels = [model.class_names[c] for c in classes]
         images = generate_images(model, seed=mix_seed(train.seed, PLOT_NOISE), indices=indices,
                                  steps=train.plot_steps, batch_size=train.eval_batch_size, device=device,
-                                 runtime=self.runtime, labels=labels, guidance=train.guidance)
+                                 runtime=self.runtime, labels=labels, guidance=guidance)
         share = initial_share(train.ema, int(row["step"]), train.ema_warmup, train.ema_std)
         caption = f"EMA still {share:.0%} initial weights (see --ema-warmup)" if share >= YOUNG_SHARE else None
         save_grid(images, self.layout.sample_grid(epoch), columns=columns, caption=caption, row_labels=row_labels)
