@@ -145,6 +145,20 @@ def test_with_guidance_0_the_grid_rows_are_drawn_at_1_and_the_kid_stays_uncondit
     assert drawn == [("keras_kid", 0.0, True), ("generate_images", 1.0, True)]  # the KID, then the grid's class rows
 
 
+def test_the_api_evaluates_a_class_at_a_guidance_as_the_command_does(trained: Path, tmp_path: Path) -> None:
+    import ddim
+
+    assert main(["evaluate", "--checkpoint", str(trained), "--class", "red discs", "--guidance", "2", "--steps", "2",
+                 "--kid-size", "75", "--json", str(tmp_path / "e.json"), "--no-progress"]) == 0
+    command = json.loads((tmp_path / "e.json").read_text())
+    model = ddim.load(trained, device="cpu")
+    result = ddim.evaluate(model, classes="Red Discs", guidance=2, steps=2, kid_size=75)
+    assert (result["kid"], result["fid"], result["num_real"]) == (command["kid"], command["fid"], 10)
+    assert result["kid"] != ddim.evaluate(model, classes="red discs", steps=2, kid_size=75)["kid"]  # guidance 1
+    with pytest.raises(ClassError, match="did you mean"):
+        ddim.evaluate(model, classes="red disks", steps=2, kid_size=75)
+
+
 def test_evaluate_interpolate_and_study_take_a_class(trained: Path, tmp_path: Path, capsys) -> None:
     assert main(["evaluate", "--checkpoint", str(trained), "--class", "red discs", "--per-class", "--steps", "2",
                  "--kid-size", "75", "--subsets", "5", "--json", str(tmp_path / "e.json"), "--no-progress"]) == 0

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from .checkpoint import TrainState
-from .classes import ClassRequest, labels_for
+from .classes import ClassRequest, labels_for, require_conditional, resolve_classes
 from .config import SECTIONS, RunConfig
 from .data import run_splits
 from .evaluation import EvaluationSettings, evaluate as evaluate_model
@@ -132,16 +132,22 @@ def fit(run_dir: str | Path, config: RunConfig | None = None, *, resume: bool = 
 
 def evaluate(model: DiffusionModel, data: str | Path | None = None, *, num: int | None = None, steps: int = 20,
              sampler: str = "ddim", seed: int = 0, kid_size: int = 299, reference: str = "validation",
-             inception_weights: str | Path | None = None, **sampler_options: Any) -> dict[str, Any]:
+             inception_weights: str | Path | None = None, classes: ClassRequest | None = None, guidance: float = 1.0,
+             **sampler_options: Any) -> dict[str, Any]:
     """KID (mean, std over subsets) and FID of generated vs real images, as ``ddim evaluate`` reports them.
 
-    ``data``: the real images (default: the data the model was trained on, same split).
+    ``data``: the real images (default: the data the model was trained on, same split). A conditional model draws
+    class ``classes`` against that class's real images (none: each generated image takes a real one's class in
+    turn, so the classes follow the real set's mix) with classifier-free ``guidance``.
     """
     num = None if num is None else whole_number(num, "num", 1, MAX_IMAGES)
-    steps, seed, _, sampler_options = _sampling(steps, seed, 1.0, sampler, sampler_options)
+    steps, seed, guidance, sampler_options = _sampling(steps, seed, guidance, sampler, sampler_options)
+    if (classes is not None or guidance != 1.0) and not model.class_names:
+        require_conditional(model.class_names, _source(model))
+    label = None if classes is None else resolve_classes(model.class_names, [classes], _source(model))[0]
     device = next(model.parameters()).device
     splits = run_splits(model.run_config, data=None if data is None else str(data))
     settings = EvaluationSettings(num=num, steps=steps, seed=seed, sampler=sampler, sampler_options=sampler_options,
-                                  kid_size=kid_size, reference=reference)
+                                  kid_size=kid_size, reference=reference, label=label, guidance=guidance)
     extractor = load_inception(inception_weights, kid_size, device)
     return evaluate_model(model, splits, extractor, settings, runtime=resolve_runtime(device))
