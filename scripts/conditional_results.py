@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", default=",".join(CLASSES), help="the grid's 8 classes, comma-separated")
     parser.add_argument("--builtin", choices=("yes", "no"), default="no", help=f"also export to {BUILTIN_FILE.name}")
     parser.add_argument("--hardware", default=publish_results.HARDWARE, help="where the run trained, read after 'on'")
-    parser.add_argument("--kid-size", type=int, default=299, help="Inception input size of every evaluation (default: 299)")
+    parser.add_argument("--kid-size", type=int, default=299, help="Inception input size (default: 299)")
     parser.add_argument("--subsets", type=int, default=100, help="KID subsets (default: 100)")
     parser.add_argument("--subset-size", type=int, default=1000, help="KID subset size (default: 1000)")
     parser.add_argument("--extra", default="", help="options for every ddim command (e.g. '--device cpu --steps 2')")
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in sweep + everything:
         print(f"guidance {row['guidance']:g} vs {row['num_real']} {row['reference']}: KID {row['kid']:.4f} ± "
               f"{row['kid_std']:.4f}  FID {row['fid']:.1f}")
-    print(f"best guidance above 1: {best:g}; wrote {args.out}" + (f" and {BUILTIN_FILE}" if args.builtin == "yes" else ""))
+    shipped = f" and {BUILTIN_FILE}" if args.builtin == "yes" else ""
+    print(f"best guidance above 1: {best:g}; wrote {args.out}{shipped}")
     return 0
 
 

@@ -55,6 +55,8 @@ def render_conditional(folder: Path, keras: dict[str, Any], keras_all: dict[str,
     at = {point["guidance"]: point for point in summary["all"]}
     first = summary["all"][0]
     names = ", ".join(f"`--checkpoint {name}`" for name in builtin_names) or "not shipped"
+    shipped_checkpoint = f"--checkpoint {summary['checkpoint']}"
+    grid_command = summary["classes"]["command"].replace(shipped_checkpoint, "--checkpoint pretrained")
     lines = ["### The improved recipe, class-conditional: flowers by name", "",
              f"`{RUN_COMMAND}`: the improved recipe (flips, EDM2's power EMA, warmed-up inverse-sqrt learning rate; "
              "[below](#better-recipes-at-equal-training-images)) with one network for every class and none "
@@ -62,7 +64,7 @@ def render_conditional(folder: Path, keras: dict[str, Any], keras_all: dict[str,
              f"example's run ({results['images_seen']:,}). Built in as {names}.", "",
              f"![one labelled row of 8 samples for each of 8 classes, guidance {best:g}]"
              "(docs/results/conditional/classes.png)", "",
-             f"`{summary['classes']['command'].replace('--checkpoint ' + summary['checkpoint'], '--checkpoint pretrained')}`",
+             f"`{grid_command}`",
              "", "| | improved, conditional | Keras example's recipe |", "| --- | --- | --- |"]
     shown = [epoch for epoch in EPOCHS_SHOWN if epoch in mine]
     lines.append(f"| per-epoch KID (75 px, 5 DDIM steps, validation; guidance 0) after epoch "

@@ -120,7 +120,7 @@ def load_exported(path: Path, device: torch.device | str = "cpu") -> tuple[Diffu
 
 
 def builtin_names(path: Path) -> list[str]:
-    """Every name of the built-in model file ``path`` (``["keras-example", "pretrained"]``), as ``--checkpoint`` takes them."""
+    """Every name of the built-in model file ``path`` as ``--checkpoint`` takes them, e.g. ``["keras-example"]``."""
     return [name for name, file in BUILTIN_MODELS.items() if file == Path(path)]
 
 

@@ -76,7 +76,8 @@ class DownBlock(nn.Module):
         self.blocks = nn.ModuleList(
             ResidualBlock(in_channels if i == 0 else width, width, condition_dims) for i in range(block_depth))
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], condition: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor],
+                condition: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
             x = block(x, condition)
             skips.append(x)
@@ -93,7 +94,8 @@ class UpBlock(nn.Module):
             ResidualBlock((in_channels if i == 0 else width) + skip_channels, width, condition_dims)
             for i in range(block_depth))
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], condition: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor],
+                condition: torch.Tensor | None = None) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)  # (B, C, 2H, 2W)
         for block in self.blocks:
             x = block(torch.cat([x, skips.pop()], dim=1), condition)

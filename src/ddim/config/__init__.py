@@ -18,6 +18,6 @@ from .versions import (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4, ADDED_IN_VERSION_
                        with_added_fields)
 
 __all__ = ["ADDED_IN_VERSION_3", "ADDED_IN_VERSION_4", "ADDED_IN_VERSION_5", "BATCHNORM_MODES", "CLASS_CONDITIONING",
-           "COMPILE_MODES", "CONFIG_VERSION", "ConfigError", "DataConfig", "LOSSES", "LR_SCHEDULES", "MAX_EMA_STD", "ModelConfig", "PRECISIONS",
-           "PREDICTION_TARGETS", "RunConfig", "SECTIONS", "TrainConfig", "option", "recorded", "upgrade_config_dict",
-           "with_added_fields"]
+           "COMPILE_MODES", "CONFIG_VERSION", "ConfigError", "DataConfig", "LOSSES", "LR_SCHEDULES", "MAX_EMA_STD",
+           "ModelConfig", "PRECISIONS", "PREDICTION_TARGETS", "RunConfig", "SECTIONS", "TrainConfig", "option",
+           "recorded", "upgrade_config_dict", "with_added_fields"]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from ..limits import (MAX_BATCH, MAX_BLOCK_DEPTH, MAX_EMBEDDING_DIMS, MAX_IMAGE_SIZE, MAX_LEVELS, MAX_PLOT_IMAGES,
                       MAX_REPEATS, MAX_SAMPLING_STEPS, MAX_SEED, MAX_TRAIN_BATCH, MAX_WIDTH, shorten)
-from .fields import (BATCHNORM_MODES, CLASS_CONDITIONING, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS, PREDICTION_TARGETS,
-                     _finite, _one_of, _positive_int, _require, option, recorded)
+from .fields import (BATCHNORM_MODES, CLASS_CONDITIONING, COMPILE_MODES, LOSSES, LR_SCHEDULES, MAX_EMA_STD, PRECISIONS,
+                     PREDICTION_TARGETS, _finite, _one_of, _positive_int, _require, option, recorded)
 
 
 @dataclass(frozen=True)

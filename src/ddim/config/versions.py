@@ -10,12 +10,12 @@ from .sections import ModelConfig, TrainConfig
 
 
 CONFIG_VERSION = 5
-"""Version 5 adds ``model.class_conditioning`` (a conditional network takes its class in every residual block;
-earlier ones at the input only). Version 4 adds the levers of the better recipes (``data.flip``, ``train.ema_std``, ``train.lr_schedule``,
-``train.lr_warmup_steps``, ``train.lr_decay_steps``, ``train.lr_floor``). Version 3 adds class-conditional training (``model.conditional``, ``model.class_names``,
-``train.class_dropout``, ``train.guidance``). Version 2: ``train.weight_decay`` is the per-step decay (the Keras
-example's meaning). Version 1 (no ``version`` key) meant PyTorch's ``lr * weight_decay``. :func:`upgrade_config_dict`
-converts both."""
+"""Version 5 adds ``model.class_conditioning`` (a conditional network takes its class in every residual block; earlier
+ones at the input only). Version 4 adds the levers of the better recipes (``data.flip``, ``train.ema_std``,
+``train.lr_schedule``, ``train.lr_warmup_steps``, ``train.lr_decay_steps``, ``train.lr_floor``). Version 3 adds
+class-conditional training (``model.conditional``, ``model.class_names``, ``train.class_dropout``,
+``train.guidance``). Version 2: ``train.weight_decay`` is the per-step decay (the Keras example's meaning). Version 1
+(no ``version`` key) meant PyTorch's ``lr * weight_decay``. :func:`upgrade_config_dict` converts both."""
 
 #: Fields added by version 3, with the values that give an earlier version's (unconditional) model.
 ADDED_IN_VERSION_3: dict[str, dict[str, Any]] = {
