@@ -33,9 +33,6 @@ from safetensors.torch import load_file
 from ddim import checkpoint as ckpt
 from ddim.cli import main
 from ddim.config import (
-    ADDED_IN_VERSION_3,
-    ADDED_IN_VERSION_4,
-    ADDED_IN_VERSION_5,
     CONFIG_VERSION,
     DataConfig,
     ModelConfig,
@@ -367,7 +364,7 @@ def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninte
     run_dir = tmp_path / "old"
     fit(tiny_config(flowers, max_steps=5), run_dir)
     for path in [run_dir / "config.json", *(p / CONFIG for p in step_checkpoints(run_dir))]:
-        config = without_conditional_fields(json.loads(path.read_text()))
+        config = as_written_by(json.loads(path.read_text()), 1)
         del config["version"]
         config["train"]["weight_decay"] = config["train"]["weight_decay"] / config["train"]["lr"]  # PyTorch's meaning
         path.write_text(json.dumps(config))
@@ -378,27 +375,22 @@ def test_a_run_written_by_ddim_0_1_resumes_bit_identically(flowers: Path, uninte
     assert json.loads((run_dir / "config.json").read_text())["version"] == CONFIG_VERSION  # rewritten in today's format
 
 
-def without_conditional_fields(config: dict) -> dict:
-    """A config dictionary as ddim 0.1 and 0.2 wrote it: without the fields of class-conditional training (nor those
-    of the better recipes and of every-block class conditioning, added later)."""
-    for added in (ADDED_IN_VERSION_3, ADDED_IN_VERSION_4, ADDED_IN_VERSION_5):
+def as_written_by(config: dict, version: int) -> dict:
+    """A config dictionary as ddim's config ``version`` wrote it: without the fields later versions added (ddim 0.1's
+    and 0.2's: without those of class-conditional training, the better recipes and every-block conditioning)."""
+    from ddim.config.versions import ADDED_BY_VERSION
+
+    for added_in, added in ADDED_BY_VERSION:
         for section, fields in added.items():
-            for name in fields:
+            for name in fields if added_in > version else ():
                 del config[section][name]
     return config
 
 
 def write_as_version(run_dir: Path, version: int) -> None:
-    """Rewrite the configs of a run and its checkpoints as ddim's config ``version`` wrote them: without the fields
-    later versions added."""
-    from ddim.config.versions import ADDED_BY_VERSION
-
+    """Rewrite the configs of a run and its checkpoints as ddim's config ``version`` wrote them."""
     for folder in [run_dir, *step_checkpoints(run_dir)]:
-        config = json.loads((folder / "config.json").read_text())
-        for added_in, added in ADDED_BY_VERSION:
-            for section, fields in added.items():
-                for name in fields if added_in > version else ():
-                    del config[section][name]
+        config = as_written_by(json.loads((folder / "config.json").read_text()), version)
         (folder / "config.json").write_text(json.dumps({**config, "version": version}))
 
 
@@ -470,7 +462,7 @@ def test_a_run_written_by_ddim_0_2_loads_and_resumes_bit_identically(flowers: Pa
     run_dir = tmp_path / "v02"
     fit(tiny_config(flowers, max_steps=5), run_dir)
     for folder in [run_dir, *step_checkpoints(run_dir)]:
-        config = without_conditional_fields(json.loads((folder / "config.json").read_text()))
+        config = as_written_by(json.loads((folder / "config.json").read_text()), 2)
         (folder / "config.json").write_text(json.dumps({**config, "version": 2}))
         weights = folder / WEIGHTS
         if weights.is_file():

@@ -134,13 +134,7 @@ def plot_study(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None 
     figure, (kid_axis, fid_axis) = plt.subplots(1, 2, figsize=(11, 4.6))
     for index, label in enumerate(dict.fromkeys(row["sampler"] for row in rows)):
         points = sorted((r for r in rows if r["sampler"] == label), key=lambda r: r["evaluations"])
-        x = np.array([r["evaluations"] for r in points], dtype=float)
-        kid = np.array([r["kid"] for r in points], dtype=float)
-        std = np.array([r.get("kid_std", 0.0) for r in points], dtype=float)
-        style = line_style(index)
-        line, = kid_axis.plot(x, kid, label=label, **style)
-        kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
-        fid_axis.plot(x, [r["fid"] for r in points], label=label, color=line.get_color(), **style)
+        plot_kid_and_fid(kid_axis, fid_axis, [r["evaluations"] for r in points], points, label, index)
     evaluations = sorted({float(r["evaluations"]) for r in rows}) or [1.0]
     ticks = evaluation_ticks([r["evaluations"] for r in rows]) or [1.0]
     for axis, name, key in ((kid_axis, "KID", "kid"), (fid_axis, "FID", "fid")):
@@ -159,6 +153,17 @@ def plot_study(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None 
     set_titles(figure, title or (f"sample quality of {first['checkpoint']}" if first.get("checkpoint")
                                  else "sample quality against network evaluations"), subtitle or study_subtitle(rows))
     return save_figure(figure, path, top=0.88)
+
+def plot_kid_and_fid(kid_axis: Any, fid_axis: Any, x: Sequence[float], points: Sequence[dict[str, Any]], label: str,
+                     index: int) -> None:
+    """One line of points on both panels: KID with its subset standard deviation as a band, FID in the same colour."""
+    x = np.asarray(x, dtype=float)
+    kid = np.array([r["kid"] for r in points], dtype=float)
+    std = np.array([r.get("kid_std", 0.0) for r in points], dtype=float)
+    style = line_style(index)
+    line, = kid_axis.plot(x, kid, label=label, **style)
+    kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
+    fid_axis.plot(x, [r["fid"] for r in points], label=label, color=line.get_color(), **style)
 
 def evaluation_ticks(evaluations: Sequence[int], *, min_ratio: float = 1.25) -> list[float]:
     """The evaluation counts to label on a log axis: every measured count, except one closer than ``min_ratio``
@@ -189,15 +194,9 @@ def plot_guidance(sets: dict[str, Sequence[dict[str, Any]]], path: Path, *, titl
         points = sorted(rows, key=lambda r: r["guidance"])
         if not points:
             continue
-        x = np.array([r["guidance"] for r in points], dtype=float)
-        kid = np.array([r["kid"] for r in points], dtype=float)
-        std = np.array([r.get("kid_std", 0.0) for r in points], dtype=float)
         first = points[0]
         name = f"{label}: {first['num_generated']:,} generated vs {first['num_real']:,} {first['reference']} images"
-        style = line_style(index)
-        line, = kid_axis.plot(x, kid, label=name, **style)
-        kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
-        fid_axis.plot(x, [r["fid"] for r in points], label=name, color=line.get_color(), **style)
+        plot_kid_and_fid(kid_axis, fid_axis, [r["guidance"] for r in points], points, name, index)
     for axis, name in ((kid_axis, "KID"), (fid_axis, "FID")):
         axis.set_xlabel("guidance weight (0: unconditional, 1: conditional, > 1: guided)")
         axis.set_ylabel(kid_label(next((r.get("kid_size") for rows in sets.values() for r in rows), None), None, name))
