@@ -182,16 +182,23 @@ def test_an_unconditional_model_has_no_class_picker_or_guidance(served) -> None:
 
 
 def test_a_conditional_model_gets_a_class_picker_and_guidance_that_draw_what_the_api_draws(tmp_path: Path) -> None:
-    from ddim.config import ModelConfig
-    from ddim.model import DiffusionModel
+    from ddim.config import ModelConfig, RunConfig, TrainConfig
+    from ddim.model import DiffusionModel, ModelOrigin
 
     torch.manual_seed(0)
     model = DiffusionModel(ModelConfig(image_size=16, widths=(8, 16), block_depth=1, conditional=True,
                                        class_names=("pink primrose", "sunflower"))).eval()
     for parameter in model.ema_network.parameters():  # a network that draws something, not the zero output
         parameter.data.normal_(0, 0.05)
+    # trained with --guidance 0 (its per-epoch KID measured the unconditional sampler), as the built-in model was
+    model.origin = ModelOrigin(RunConfig(model=model.config, train=TrainConfig(guidance=0.0)), tmp_path)
     app, url = serve_in_background(model, tmp_path)
     try:
+        import httpx
+        controls = {c["props"].get("label"): c["props"] for c in httpx.get(url + "config").json()["components"]
+                    if "props" in c}
+        assert controls["Class"]["value"] == "pink primrose"
+        assert controls["Guidance weight"]["value"] == 1.0  # follows the class from the start, not 0
         client = gradio_client.Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]
         assert [p["label"] for p in parameters["parameters"]][-2:] == ["Class", "Guidance weight"]
@@ -207,6 +214,19 @@ def test_a_conditional_model_gets_a_class_picker_and_guidance_that_draw_what_the
             client.predict(4, 3, "ddim", 0.0, 7, "sunflower", -1.0, api_name="/generate")
     finally:
         app.close()
+
+
+def test_the_guidance_slider_starts_at_the_runs_guidance_where_it_follows_the_class() -> None:
+    from ddim.config import ModelConfig, RunConfig, TrainConfig
+    from ddim.demo.actions import default_guidance
+    from ddim.model import DiffusionModel, ModelOrigin
+
+    model = DiffusionModel(ModelConfig(image_size=16, widths=(8, 16), block_depth=1, conditional=True,
+                                       class_names=("pink primrose", "sunflower")))
+    assert default_guidance(model) == 1.0  # a model built here: the defaults
+    for trained, expected in ((0.0, 1.0), (0.5, 1.0), (1.0, 1.0), (3.0, 3.0)):
+        model.origin = ModelOrigin(RunConfig(model=model.config, train=TrainConfig(guidance=trained)), Path("run"))
+        assert default_guidance(model) == expected
 
 
 def test_a_long_request_reports_its_progress_in_steps(served) -> None:

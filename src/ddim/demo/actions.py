@@ -43,6 +43,13 @@ def sampler_options(sampler: Any, eta: Any) -> dict[str, float]:
 ANY_CLASS = "all classes, in turn"  #: the picker's choice for no class (ddim.classes.labels_for's policy)
 
 
+def default_guidance(model: DiffusionModel) -> float:
+    """The guidance slider's starting value: the run's own per-epoch guidance where it follows the class (>= 1),
+    else 1 (plain conditional sampling, ``ddim sample``'s default). A run trained with ``--guidance 0`` measured
+    its unconditional sampler; starting its page at 0 would draw the same images whichever class is picked."""
+    return max(1.0, float(model.run_config.train.guidance))
+
+
 def conditioning(model: DiffusionModel, class_name: Any, guidance: Any) -> dict[str, Any]:
     """``classes=`` and ``guidance=`` for a conditional model (the API resolves the class's name or index; no class
     or :data:`ANY_CLASS`: the classes in turn); ``{}`` for an unconditional one, whose page has no class picker, so

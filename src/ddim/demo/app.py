@@ -44,7 +44,7 @@ def _conditioning_controls(gr: Any, model: DiffusionModel) -> list[Any]:
     """The class picker and guidance slider of a conditional model; none for an unconditional one."""
     if not model.class_names:
         return []
-    guidance = model.run_config.train.guidance
+    guidance = actions.default_guidance(model)
     return [gr.Dropdown([actions.ANY_CLASS, *model.class_names], value=model.class_names[0], label="Class"),
             gr.Slider(0.0, actions.MAX_GUIDANCE, value=guidance, step=0.5,
                       label="Guidance weight", info="1: plain conditional sampling; higher: closer to the class")]
