@@ -7,7 +7,8 @@ The first run is the reference the others are compared with (its config names wh
 For each run this copies history.csv and config.json into OUT/<name>/, and writes OUT/runs.json (label, what
 differs from the first run, epochs reached, KID after epochs 5 and 10 and the last), OUT/table.md (the same as a
 Markdown table, the Keras example's row first) and OUT/kid.png (every run's per-epoch KID against epochs, the Keras
-example's curve from docs/results/history.csv first). Run again as the runs go on: it replaces what it wrote.
+example's curve from docs/results/history.csv first), and puts the table into README.md between its recipe-table
+markers (--readme none: leave the README alone). Run again as the runs go on: it replaces what it wrote.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from ddim.plots import plot_kid_curves
 from ddim.reports import read_history
 
 REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+TABLE_BEGIN = "<!-- recipe table: begin (written by scripts/recipe_results.py from docs/results/recipe) -->"
+TABLE_END = "<!-- recipe table: end -->"
 KERAS_HISTORY = REPO / "docs" / "results" / "history.csv"
 KERAS_LABEL = "Keras example (the default recipe)"
 EPOCHS_SHOWN = (5, 10)
@@ -72,7 +76,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     def cell(value: float | None) -> str:
         return "" if value is None else f"{value:.3f}"
 
-    header = ["run", "differs from the first run by", *(f"KID after epoch {e}" for e in EPOCHS_SHOWN),
+    reference = next((row["label"] for row in rows if row["changes"] is not None), "the first run")
+    header = ["run", f"differs from {reference} by", *(f"KID after epoch {e}" for e in EPOCHS_SHOWN),
               "epochs run", "KID after the last"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
@@ -81,6 +86,14 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {row['label']} | {changes} | " + " | ".join(cell(row[f'kid_epoch_{e}']) for e in EPOCHS_SHOWN)
                      + f" | {row['epochs']} | {cell(row['kid_last'])} |")
     return "\n".join(lines) + "\n"
+
+
+def readme_with_table(readme: str, markdown: str) -> str:
+    """``readme`` with the text between its recipe-table markers replaced by the table ``markdown``."""
+    begin, end = readme.find(TABLE_BEGIN), readme.find(TABLE_END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"the README has no recipe-table markers ({TABLE_BEGIN!r} … {TABLE_END!r})")
+    return readme[:begin + len(TABLE_BEGIN)] + "\n\n" + markdown + "\n" + readme[end:]
 
 
 def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, title: str | None = None) -> list[dict]:
@@ -110,21 +123,28 @@ def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, titl
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=RUN_DIR",
                         help="a run to publish (the first is the reference the others are compared with)")
     parser.add_argument("--out", type=Path, required=True, help="the folder to write (e.g. docs/results/recipe)")
     parser.add_argument("--max-epoch", type=int, default=None, help="plot epochs up to this one only")
     parser.add_argument("--title", default=None, help="the plot's title")
-    args = parser.parse_args()
+    parser.add_argument("--readme", default=str(README), help="the README whose recipe table to rewrite (default: "
+                        "the repository's README.md; none: leave it alone)")
+    args = parser.parse_args(argv)
     runs = []
     for spec in args.run:
         label, separator, folder = spec.partition("=")
         if not separator or not Path(folder, "config.json").is_file():
             parser.error(f"--run {spec}: expected LABEL=RUN_DIR with RUN_DIR a run folder (holding config.json)")
         runs.append((label, Path(folder)))
-    print(table(publish(runs, args.out, args.max_epoch, args.title)), end="")
+    markdown = table(publish(runs, args.out, args.max_epoch, args.title))
+    print(markdown, end="")
+    if args.readme != "none":
+        readme = Path(args.readme)
+        write_text(readme, readme_with_table(readme.read_text(), markdown))
+        print(f"{readme}: recipe table rewritten")
 
 
 if __name__ == "__main__":

@@ -226,6 +226,26 @@ def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_ex
     assert "| no-flip | `--flip no` | 0.300 |  | 6 | 0.267 |" in table and table.count("\n") == 5
     assert json.loads((out / "runs.json").read_text())["runs"][2]["folder"] == "no-flip"
     assert (out / "kid.png").stat().st_size > 10_000 and (out / "no-flip" / "history.csv").is_file()
+    assert table.startswith("| run | differs from improved by |")
+    # the command line also puts the table into the README, between its markers, and only there
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\nbefore\n{recipe_results.TABLE_BEGIN}\n| old | table |\n{recipe_results.TABLE_END}\nafter\n")
+    recipe_results.main(["--out", str(out), "--readme", str(readme),
+                         *(f"--run={name}={folder}" for name, folder in runs)])
+    assert readme.read_text() == (f"# x\n\nbefore\n{recipe_results.TABLE_BEGIN}\n\n{table}\n"
+                                  f"{recipe_results.TABLE_END}\nafter\n")
+    readme.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="no recipe-table markers"):
+        recipe_results.main(["--out", str(out), "--readme", str(readme), f"--run=improved={runs[0][1]}"])
+
+
+def test_the_readmes_recipe_table_is_the_published_one() -> None:
+    """README.md's recipe table is docs/results/recipe/table.md (rewritten by scripts/recipe_results.py)."""
+    recipe_results = load_script("recipe_results")
+    readme = (REPO / "README.md").read_text()
+    published = (REPO / "docs" / "results" / "recipe" / "table.md").read_text()
+    assert recipe_results.readme_with_table(readme, published) == readme, \
+        "README.md's recipe table is stale: run scripts/recipe_results.py (see the README's recipe section)"
 
 
 def test_the_recipe_table_names_a_conditional_networks_class_conditioning_only_where_it_is_not_todays() -> None:
