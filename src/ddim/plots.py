@@ -154,6 +154,7 @@ def plot_study(rows: Sequence[dict[str, Any]], path: Path, *, title: str | None 
                                  else "sample quality against network evaluations"), subtitle or study_subtitle(rows))
     return save_figure(figure, path, top=0.88)
 
+
 def plot_kid_and_fid(kid_axis: Any, fid_axis: Any, x: Sequence[float], points: Sequence[dict[str, Any]], label: str,
                      index: int) -> None:
     """One line of points on both panels: KID with its subset standard deviation as a band, FID in the same colour."""
@@ -164,6 +165,7 @@ def plot_kid_and_fid(kid_axis: Any, fid_axis: Any, x: Sequence[float], points: S
     line, = kid_axis.plot(x, kid, label=label, **style)
     kid_axis.fill_between(x, kid - std, kid + std, alpha=0.12, color=line.get_color())
     fid_axis.plot(x, [r["fid"] for r in points], label=label, color=line.get_color(), **style)
+
 
 def evaluation_ticks(evaluations: Sequence[int], *, min_ratio: float = 1.25) -> list[float]:
     """The evaluation counts to label on a log axis: every measured count, except one closer than ``min_ratio``
