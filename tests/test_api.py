@@ -19,20 +19,32 @@ def readme_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-@pytest.fixture
-def pretrained(tmp_path: Path, monkeypatch) -> Path:
-    """The built-in model, or, in a checkout that does not ship it yet, a stand-in of the same shape (a 64 px
-    model with narrow widths, exported as the built-in file would be) so the API's path is still tested."""
+def builtin_or_stand_in(name: str, tmp_path: Path, monkeypatch) -> Path:
+    """The built-in model ``name``, or, in a checkout that does not ship it yet, a stand-in of the same shape (a
+    64 px unconditional model with narrow widths, exported as the built-in file would be) so the API's path is
+    still tested."""
     from ddim import export
     from ddim.config import ModelConfig, RunConfig
     from ddim.model import DiffusionModel
 
-    if export.BUILTIN_MODELS[export.BUILTIN_NAME].is_file():
-        return export.BUILTIN_MODELS[export.BUILTIN_NAME]
+    if export.BUILTIN_MODELS[name].is_file():
+        return export.BUILTIN_MODELS[name]
     model = DiffusionModel(ModelConfig(widths=(8, 16)))
     stand_in = export.export_model(model, RunConfig(model=model.config), tmp_path / "stand-in.safetensors")
-    monkeypatch.setitem(export.BUILTIN_MODELS, export.BUILTIN_NAME, stand_in)
+    monkeypatch.setitem(export.BUILTIN_MODELS, name, stand_in)
     return stand_in
+
+
+@pytest.fixture
+def pretrained(tmp_path: Path, monkeypatch) -> Path:
+    """The default built-in model (conditional or not), or its stand-in."""
+    return builtin_or_stand_in("pretrained", tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def keras_example(tmp_path: Path, monkeypatch) -> Path:
+    """The Keras example's built-in model (unconditional, whichever model ``pretrained`` names), or its stand-in."""
+    return builtin_or_stand_in("keras-example", tmp_path, monkeypatch)
 
 
 def test_the_readme_example_runs_as_written(tmp_path: Path, monkeypatch, pretrained: Path) -> None:
@@ -137,11 +149,11 @@ def test_config_with_names_fields_across_sections() -> None:
         ddim.config_with(epoch=3)
 
 
-def test_interpolate_matches_the_command_and_reaches_both_ends(pretrained: Path) -> None:
+def test_interpolate_matches_the_command_and_reaches_both_ends(keras_example: Path) -> None:
     from ddim.interpolation import interpolate as interpolate_noises
     from ddim.runtime import resolve_runtime
 
-    model = ddim.load(pretrained)
+    model = ddim.load(keras_example)
     frames = ddim.interpolate(model, seed=3, start=0, end=1, frames=4, steps=3)
     assert frames.shape == (4, 3, 64, 64) and 0.0 <= frames.min() and frames.max() <= 1.0
     same = interpolate_noises(model, seed=3, start_index=0, end_index=1, frames=4, steps=3,
