@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -85,7 +86,7 @@ def evaluate(checkpoint: str, out: Path, weight: float, common: list[str], *, re
     out.parent.mkdir(parents=True, exist_ok=True)
     command = ["evaluate", "--checkpoint", checkpoint, "--guidance", f"{weight:g}", "--reference", reference,
                *(["--num", str(num)] if num else []), "--no-progress", "--json", str(out), *common]
-    print("ddim " + " ".join(command), flush=True)
+    print(shlex.join(["ddim", *command]), flush=True)
     if ddim(command) != 0:
         raise SystemExit(f"ddim evaluate failed for guidance {weight:g}")
     return json.loads(out.read_text())
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"checkpoint": checkpoint, **info,
                "sweep": sweep, "best_guidance": best, "all": everything,
                "classes": {"file": "classes.png", "names": list(classes), "guidance": best, "seed": 0,
-                           "command": "ddim " + " ".join(portable(command))}}
+                           "command": shlex.join(["ddim", *portable(command)])}}
     write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     for written in args.out.rglob("*.json"):  # no path of this machine
         write_text(written, json.dumps(portable(json.loads(written.read_text())), indent=2) + "\n")

@@ -29,11 +29,11 @@ def first_epoch_at_or_below(kid: dict[int, float], level: float) -> int | None:
     return next((epoch for epoch in sorted(kid) if kid[epoch] <= level), None)
 
 
-def goal(text: str, value: float | None, limit: float, shown: str = "{:.2f}") -> str:
-    """One goal line: the measured ``value`` (formatted with ``shown``), met or missed by how much."""
+def goal(text: str, value: float | None, limit: float, shown: str = "{:.2f}", amount: str = "{:.2f}") -> str:
+    """One goal line: the measured ``value`` (formatted with ``shown``), met or missed by how much (``amount``)."""
     if value is None:
         return f"- {text} (goal ≤ {limit:g}): not reached"
-    verdict = "**met**" if value <= limit else f"**missed** by {value - limit:.3g}"
+    verdict = "**met**" if value <= limit else f"**missed** by {amount.format(value - limit)}"
     return f"- {text} (goal ≤ {limit:g}): {shown.format(value)}, {verdict}"
 
 
@@ -60,8 +60,8 @@ def render_conditional(folder: Path, keras: dict[str, Any], keras_all: dict[str,
     lines = ["### The improved recipe, class-conditional: flowers by name", "",
              f"`{RUN_COMMAND}`: the improved recipe (flips, EDM2's power EMA, warmed-up inverse-sqrt learning rate; "
              "[below](#better-recipes-at-equal-training-images)) with one network for every class and none "
-             f"(classifier-free guidance), {epochs} of {planned} epochs, as many training images as the Keras "
-             f"example's run ({results['images_seen']:,}). Built in as {names}.", "",
+             f"(classifier-free guidance), {epochs} of {planned} epochs, {_images(results, keras)}. "
+             f"Built in as {names}.", "",
              f"![one labelled row of 8 samples for each of 8 classes, guidance {best:g}]"
              "(docs/results/conditional/classes.png)", "",
              f"`{grid_command}`",
@@ -82,7 +82,7 @@ def render_conditional(folder: Path, keras: dict[str, Any], keras_all: dict[str,
         keras_cell = _evaluation(_point(keras_all)) if weight == 0.0 and keras_all else "–"
         lines.append(f"| FID (KID) {label}; {protocol} | {_evaluation(at.get(weight))} | {keras_cell} |")
     lines += ["", f"KID against the guidance weight ({summary['sweep'][0]['num_generated']:,} samples against the "
-              f"{summary['sweep'][0]['num_real']:,} validation images, 299 px; `ddim evaluate --checkpoint pretrained "
+              f"{summary['sweep'][0]['num_real']:,} validation images, {summary['sweep'][0]['kid_size']} px; `ddim evaluate --checkpoint pretrained "
               "--guidance W`): the classes follow the validation set's mix.", "",
               "| guidance | " + " | ".join(f"{p['guidance']:g}" for p in summary["sweep"]) + " |",
               "| --- |" + " --- |" * len(summary["sweep"]),
@@ -93,15 +93,24 @@ def render_conditional(folder: Path, keras: dict[str, Any], keras_all: dict[str,
     reached = first_epoch_at_or_below(mine, final) if final is not None else None
     share = mine[10] / theirs[10] if 10 in mine and 10 in theirs else None
     fid = {weight: point["fid"] for weight, point in at.items()}
-    lines += [goal("per-epoch KID reaches the Keras example's final one by epoch 12", reached, 12, "epoch {}"),
+    lines += [goal("per-epoch KID reaches the Keras example's final one by epoch 12", reached, 12, "epoch {}",
+                   "{} epochs"),
               goal("per-epoch KID after epoch 10, as a share of the Keras example's then", share, 0.5),
               goal("per-epoch KID after epoch 50", mine.get(50), 0.30),
-              goal("FID against all images at the best guidance", fid.get(best), 35, "{:.1f}"),
-              goal("FID against all images at guidance 0", fid.get(0.0), 45, "{:.1f}")]
+              goal("FID against all images at the best guidance", fid.get(best), 35, "{:.1f}", "{:.1f}"),
+              goal("FID against all images at guidance 0", fid.get(0.0), 45, "{:.1f}", "{:.1f}")]
     lines += ["", "Reproduce:", "", "```bash", RUN_COMMAND,
               "python scripts/conditional_results.py runs/conditional --builtin yes   # docs/results/conditional and "
               "the built-in model", "python scripts/results_section.py", "```", ""]
     return lines
+
+
+def _images(results: dict[str, Any], keras: dict[str, Any]) -> str:
+    """The training images seen, against the Keras example's run's."""
+    seen, theirs = results["images_seen"], keras["images_seen"]
+    if seen == theirs:
+        return f"as many training images as the Keras example's run ({seen:,})"
+    return f"{seen:,} training images seen (the Keras example's run: {theirs:,})"
 
 
 def _point(evaluation: dict[str, Any]) -> dict[str, Any]:

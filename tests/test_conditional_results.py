@@ -4,6 +4,7 @@ class grid and built-in model, on a tiny conditional run (two classes of shapes,
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,8 @@ def test_a_conditional_run_is_published_with_its_sweep_grid_and_builtin_model(tm
     assert [axis[4] for axis in guidance_figure["axes"]] == ["KID (75 px Inception)", "FID (75 px Inception)"]
     assert [len(axis[5]) for axis in guidance_figure["axes"]] == [2, 2]  # the sweep, and against all images
     assert summary["classes"]["names"] == list(SHAPE_CLASSES) and "--class" in summary["classes"]["command"]
+    shown = shlex.split(summary["classes"]["command"])  # a command a reader can paste: two-word classes quoted
+    assert shown[shown.index("--class") + 1:][:2] == list(SHAPE_CLASSES), summary["classes"]["command"]
     assert str(tmp_path) not in "".join(path.read_text() for path in out.rglob("*.json"))  # portable
     from ddim.loading import load_model
 
@@ -71,23 +74,24 @@ def test_a_conditional_run_is_published_with_its_sweep_grid_and_builtin_model(tm
     assert out_text.count("kept ") == 4 + 3 and "ddim evaluate" not in out_text
 
 
-def fake_conditional(folder: Path, kid: dict[int, float], fid: dict[float, float]) -> Path:
+def fake_conditional(folder: Path, kid: dict[int, float], fid: dict[float, float], kid_size: int = 299) -> Path:
     """docs/results/conditional as scripts/conditional_results.py writes it, with given numbers."""
     folder.mkdir(parents=True)
     per_epoch = [{"epoch": epoch, "val_kid_75px": value} for epoch, value in sorted(kid.items())]
     (folder / "results.json").write_text(json.dumps({"epochs_completed": max(kid), "epochs_planned": 50,
-                                                     "images_seen": 1_635_200, "per_epoch": per_epoch}))
+                                                     "images_seen": 32_704 * max(kid), "per_epoch": per_epoch}))
 
     def point(weight: float, reference: str, num: int) -> dict:
         return {"guidance": weight, "kid": fid[weight] / 1000, "kid_std": 0.001, "fid": fid[weight], "steps": 20,
-                "num_generated": num, "num_real": num, "reference": reference, "kid_size": 299, "sampler": "ddim"}
+                "num_generated": num, "num_real": num, "reference": reference, "kid_size": kid_size,
+                "sampler": "ddim"}
 
     best = min((w for w in fid if w > 1), key=fid.get)
     summary = {"checkpoint": "conditional/checkpoints/step_000025550", "epoch": max(kid), "best_guidance": best,
                "sweep": [point(w, "validation", 1638) for w in sorted(fid)],
                "all": [point(w, "all", 8189) for w in sorted({0.0, 1.0, best})],
                "classes": {"command": "ddim sample --checkpoint conditional/checkpoints/step_000025550 --class "
-                                      "sunflower rose --num 8 --guidance 2"}}
+                                      "sunflower 'water lily' --num 8 --guidance 2"}}
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -106,7 +110,9 @@ def test_the_readme_part_of_the_conditional_run_reads_its_numbers_and_judges_the
     assert "| first epoch at or below the Keras example's final per-epoch KID (0.53) | 2 | 32 |" in text
     assert "| FID (KID) guidance 2 (the best of the sweep above 1)" in text and "**33.5**" in text
     assert "**53.6** (KID 0.0505" in text  # the Keras example's FID against all images beside guidance 0
-    assert "--checkpoint pretrained --class sunflower rose" in text  # the grid's command, for the shipped model
+    assert "--checkpoint pretrained --class sunflower 'water lily'" in text  # the grid's command, shipped model
+    assert "50 of 50 epochs, as many training images as the Keras example's run (1,635,200)" in text
+    assert "1,638 validation images, 299 px" in text
     assert "| guidance | 0 | 1 | 1.5 | 2 | 3 |" in text
     assert text.count("**met**") == 5
     fid[2.0], kid[50] = 38.0, 0.41
@@ -117,6 +123,14 @@ def test_the_readme_part_of_the_conditional_run_reads_its_numbers_and_judges_the
     assert "per-epoch KID after epoch 50 (goal ≤ 0.3): 0.41, **missed** by 0.11" in text
     assert "at guidance 0 (goal ≤ 45): 46.5, **missed** by 1.5" in text
     assert conditional.render_conditional(tmp_path / "nothing", keras, None, []) == []
+    partial = {epoch: 2.0 / epoch for epoch in range(1, 21)}  # a run published before its end, measured at 75 px
+    text = "\n".join(conditional.render_conditional(fake_conditional(tmp_path / "e", partial, {0.0: 1050.1, 1.0: 990.0,
+                                                                                              3.0: 980.0}, 75),
+                                                    keras, None, []))
+    assert "20 of 50 epochs, 654,080 training images seen (the Keras example's run: 1,635,200)" in text
+    assert "1,638 validation images, 75 px" in text and "after epoch 50 (goal ≤ 0.3): not reached" in text
+    assert "at guidance 0 (goal ≤ 45): 1050.1, **missed** by 1005.1" in text  # never 1.01e+03
+    assert "by epoch 12 (goal ≤ 12): epoch 4, **met**" in text
 
 
 def test_with_the_conditional_run_published_the_results_section_leads_with_it(tmp_path: Path) -> None:
