@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,24 @@ def header(path: Path) -> list[str]:
     """The first row of a CSV file."""
     with open(path, newline="") as handle:
         return next(csv.reader(handle))
+
+
+# The browser tests (test_demo_browser, test_demo_screenshot): Debian's Chromium, driven by Playwright.
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def missing(reason: str) -> None:
+    """Skip, or fail under CI, where the browser test cannot run."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """The Chromium executable: ``$DDIM_CHROMIUM`` or the first on the PATH."""
+    found = os.environ.get("DDIM_CHROMIUM") or next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
+    if not found:
+        missing("no Chromium to drive: install Debian's package (apt-get install chromium; .ci/run does) "
+                "or set $DDIM_CHROMIUM")
+    return found

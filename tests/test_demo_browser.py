@@ -8,8 +8,6 @@ Chromium) a missing browser is a failure instead.
 from __future__ import annotations
 
 import io
-import os
-import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -17,29 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import missing
+
 import ddim
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 TIMEOUT_MS = 60_000
-
-
-def missing(reason: str) -> None:
-    """Skip, or fail under CI, where the browser test cannot run."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    """The Chromium executable: ``$DDIM_CHROMIUM`` or the first on the PATH."""
-    found = os.environ.get("DDIM_CHROMIUM") or next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
-    if not found:
-        missing("no Chromium to drive: install Debian's package (apt-get install chromium; .ci/run does) "
-                "or set $DDIM_CHROMIUM")
-    return found
 
 
 @pytest.fixture(scope="module")
