@@ -81,9 +81,10 @@ def render_conditional(folder: Path, keras: dict[str, Any], keras_all: dict[str,
                           (best, f"guidance {best:g} (the best of the sweep above 1)")):
         keras_cell = _evaluation(_point(keras_all)) if weight == 0.0 and keras_all else "–"
         lines.append(f"| FID (KID) {label}; {protocol} | {_evaluation(at.get(weight))} | {keras_cell} |")
-    lines += ["", f"KID against the guidance weight ({summary['sweep'][0]['num_generated']:,} samples against the "
-              f"{summary['sweep'][0]['num_real']:,} validation images, {summary['sweep'][0]['kid_size']} px; `ddim evaluate --checkpoint pretrained "
-              "--guidance W`): the classes follow the validation set's mix.", "",
+    sweep = summary["sweep"][0]
+    lines += ["", f"KID against the guidance weight ({sweep['num_generated']:,} samples against the "
+              f"{sweep['num_real']:,} validation images, {sweep['kid_size']} px; `ddim evaluate --checkpoint "
+              "pretrained --guidance W`): the classes follow the validation set's mix.", "",
               "| guidance | " + " | ".join(f"{p['guidance']:g}" for p in summary["sweep"]) + " |",
               "| --- |" + " --- |" * len(summary["sweep"]),
               "| KID | " + " | ".join(f"{p['kid']:.4f} ± {p['kid_std']:.4f}" for p in summary["sweep"]) + " |",
