@@ -7,10 +7,16 @@
 #                ddim evaluate --generated FILES_AT/samples0.npz FILES_AT/samples1.npz --data ../shared/data/flowers102
 #                (the Inception weights cannot travel, so KID/FID are computed back here on the CPU; the exported
 #                model in results.tar generates the 8,189 images of the FID-against-all figure here too)
+# The recipe issue's runs (issue 24) instead, with CHECK=recipe (see recipe_runs below; carry: local/flowers64):
+#   run there:  CHECK=recipe bash scripts/gpu_check.sh    (again in the same warm machine: the runs resume)
+#   then here:  mkdir -p local/gpu && for f in FILES_AT/*.tar; do tar -xf $f -C local/gpu; done
+#               python scripts/epoch_kid.py local/gpu/runs/NAME local/gpu/exports/NAME-e*.safetensors \
+#                 --data ../shared/data/flowers102     (each run's per-epoch KID at its exported epochs, here)
 # Test here on the CPU with tiny settings (a few minutes):
 #   DEVICE=cpu TRAIN_LIMIT=120 BENCH="--rounds 1 --iterations 1 --warmup 1 --widths 8,16 --block-depth 1 --image-size 16" \
 #   TRAIN="--max-steps 4 --epochs 2 --widths 8,16 --block-depth 1 --image-size 16 --train-images 64 --validation-images 32" \
 #   SAMPLES=40 OUT=/tmp/gpu-check-test bash scripts/gpu_check.sh
+# (tests/test_epoch_kid.py runs CHECK=recipe so, with two tiny runs, and measures what comes back.)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=src PYTHONUNBUFFERED=1 DDIM_CACHE_DIR=${DDIM_CACHE_DIR:-/tmp/ddim-cache}
@@ -21,6 +27,88 @@ TRAIN_LIMIT=${TRAIN_LIMIT:-420}   # seconds for the 50-epoch recipe
 BENCH=${BENCH:---rounds 5 --iterations 20 --warmup 5}
 TRAIN=${TRAIN:-}
 SAMPLES=${SAMPLES:-1638}          # as many as the validation set, returned as uint8 npz in two files
+
+# NAME;EPOCHS TO BRING BACK;OPTIONS, one run a line: the leave-one-out arms (10 epochs) and the 50-epoch conditional
+# run. Every exported epoch is an fp16 EMA network of about 3.9 MB; 4 go in each returned file (16 MiB at most) and
+# all returned files together must stay under 64 MiB, so 16 exports in all.
+RECIPE_RUNS=${RECIPE_RUNS:-"improved-no-flip;5 10;--recipe improved --epochs 10 --no-flip
+improved-no-lr-schedule;5 10;--recipe improved --epochs 10 --lr-schedule constant --lr-warmup-steps 0
+improved-ema-0.2;5 10;--recipe improved --epochs 10 --ema-std 0.2
+conditional;5 10 15 20 25 30 35 40 45 50;--recipe improved --conditional --guidance 0"}
+export RECIPE_RUNS
+RUNS_DIR=${RUNS_DIR:-runs/gpu}   # inside the checkout (git-ignored): a second call on the warm machine resumes
+
+recipe_runs() {
+  # All runs at once on the one GPU (small batches leave it mostly idle), per-epoch KID off (no Inception
+  # weights there), every epoch's checkpoint kept; stopped at TRAIN_LIMIT with SIGTERM, which saves a checkpoint.
+  local name epochs options pids=()
+  mkdir -p "$OUT" "$RUNS_DIR"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RUNS_DIR/machine.txt" 2>&1
+  while IFS=';' read -r name epochs options; do
+    [ -n "$name" ] || continue
+    if [ -n "$(ls -A "$RUNS_DIR/$name/checkpoints" 2>/dev/null)" ]; then
+      set -- --resume "$RUNS_DIR/$name"
+    else
+      # shellcheck disable=SC2086
+      set -- --data "$DATA" --run-dir "$RUNS_DIR/$name" $options --kid-every 0 --keep-checkpoints 100 \
+        --no-tensorboard --device "$DEVICE" $TRAIN
+    fi
+    timeout -s TERM "$TRAIN_LIMIT" python3 -m ddim train "$@" --no-progress > "$RUNS_DIR/$name.log" 2>&1 &
+    pids+=($!)
+  done <<< "$RECIPE_RUNS"
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  python3 - "$RUNS_DIR" "$OUT" <<'PY'
+import csv, os, shutil, sys, tarfile
+from pathlib import Path
+from ddim.cli import main as ddim
+runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+exports, bundle = runs / "exports", runs / "bundle"
+shutil.rmtree(bundle, ignore_errors=True)
+(bundle / "runs").mkdir(parents=True)
+wanted = []
+for line in os.environ["RECIPE_RUNS"].splitlines():
+    if not line.strip():
+        continue
+    name, epochs, _ = line.split(";", 2)
+    run = runs / name
+    print((runs / f"{name}.log").read_text()[-1500:], flush=True)
+    if not (run / "history.csv").is_file():
+        print(f"{name}: no epoch finished")
+        continue
+    (bundle / "runs" / name).mkdir()
+    for item in ("history.csv", "config.json", "losses.png"):
+        if (run / item).is_file():
+            shutil.copy(run / item, bundle / "runs" / name / item)
+    shutil.copy(runs / f"{name}.log", bundle / "runs" / f"{name}.log")
+    grids = sorted((run / "samples").glob("*.png"))
+    if grids:
+        shutil.copy(grids[-1], bundle / "runs" / name / grids[-1].name)
+    step_of = {int(row["epoch"]): int(row["step"]) for row in csv.DictReader(open(run / "history.csv"))}
+    print(f"{name}: {max(step_of)} epochs finished")
+    for epoch in map(int, epochs.split()):
+        checkpoint = run / "checkpoints" / f"step_{step_of.get(epoch, -1):09d}"
+        if checkpoint.is_dir():
+            target = exports / f"{name}-e{epoch}.safetensors"
+            if not target.is_file():
+                exports.mkdir(exist_ok=True)
+                assert ddim(["export", "--checkpoint", str(checkpoint), "--out", str(target)]) == 0
+            wanted.append(target)
+with tarfile.open(out / "results.tar", "w") as tar:
+    tar.add(bundle, arcname=".")
+    tar.add(runs / "machine.txt", arcname="machine.txt")
+for part in range(0, len(wanted), 4):  # each returned file holds at most 16 MiB
+    with tarfile.open(out / f"exports{part // 4}.tar", "w") as tar:
+        for file in wanted[part:part + 4]:
+            tar.add(file, arcname=f"exports/{file.name}")
+for file in sorted(out.iterdir()):
+    size = file.stat().st_size
+    print(f"{file.name}: {size / 2**20:.1f} MiB{'  (over 16 MiB: it will not come back)' if size > 16 * 2**20 else ''}")
+PY
+}
+if [ "${CHECK:-all}" = recipe ]; then
+  recipe_runs
+  exit $?
+fi
 WORK=$(mktemp -d)
 mkdir -p "$OUT" "$WORK/results"
 R=$WORK/results

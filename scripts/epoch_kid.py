@@ -1,0 +1,83 @@
+"""The per-epoch KID of a run trained without it (``--kid-every 0``: a GPU machine that cannot hold the Inception
+weights, say), measured afterwards from checkpoints or exports of chosen epochs, with the protocol training uses.
+
+    python scripts/epoch_kid.py RUN_DIR MODEL [MODEL ...] [--data DIR] [--device cpu] [--inception-weights FILE]
+
+MODEL: a checkpoint folder of the run (``RUN_DIR/checkpoints/step_*``) or a file written by ``ddim export`` from one
+(fp16 weights are what a GPU machine can bring back; they move the KID by far less than its noise, see the test). The
+run's own settings make the measurement: ``kid_steps`` DDIM steps, ``kid_image_size`` px, one estimate per
+``kid_batch_size`` images, the evaluation seed, ``guidance``, as many images as the validation split holds (a
+conditional run's in the validation classes). Each model's step names its epoch (the history row with that step),
+and RUN_DIR/history.csv gets that epoch's ``val_kid``; the other rows and columns are kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ddim.config import RunConfig
+from ddim.data import run_splits
+from ddim.evaluation import keras_kid
+from ddim.layout import RunLayout
+from ddim.loading import load_model
+from ddim.metrics.inception import extract_features, load_inception
+from ddim.reports import read_history, write_history
+from ddim.runtime import resolve_device, resolve_runtime
+from ddim.seeding import EVALUATION, mix_seed
+
+WHOLE = ("epoch", "step")  # columns that read_history turns into floats and the history writes as integers
+
+
+def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, device: str = "auto",
+               inception_weights: str | None = None) -> dict[int, float]:
+    """``{epoch: KID}`` for each of ``models`` (see the module's text), also written into the run's history."""
+    layout = RunLayout(Path(run_dir))
+    if not layout.history.is_file():
+        raise SystemExit(f"{layout.history} does not exist: RUN_DIR must be the run folder the models come from")
+    config = RunConfig.load(layout.config)
+    train = config.train
+    history = read_history(layout.history)
+    epoch_of_step = {int(row["step"]): int(row["epoch"]) for row in history}
+    runtime = resolve_runtime(resolve_device(device), train.precision, train.channels_last, train.compile)
+    splits = run_splits(config, data=data)
+    extractor = load_inception(inception_weights or train.inception_weights, train.kid_image_size, runtime.device)
+    real = extract_features(extractor.to(runtime.device), splits.validation)
+    labels = splits.validation_labels.tolist() if config.model.conditional else None
+    kids: dict[int, float] = {}
+    for source in models:
+        model = load_model(source, device=runtime.device).to(memory_format=runtime.memory_format())  # as trained
+        step = model.origin.step
+        if step not in epoch_of_step:
+            raise SystemExit(f"{source}: its step ({step}) ends no epoch of {layout.history} "
+                             f"(its epochs end at steps {', '.join(map(str, sorted(epoch_of_step)))})")
+        if model.origin.config.model != config.model:
+            raise SystemExit(f"{source}: its network settings are not those of {layout.config}")
+        kid = keras_kid(model, extractor, real, count=len(splits.validation), steps=train.kid_steps,
+                        seed=mix_seed(train.seed, EVALUATION), batch_size=train.kid_batch_size,
+                        generation_batch_size=train.eval_batch_size, runtime=runtime, labels=labels,
+                        guidance=train.guidance)
+        kids[epoch_of_step[step]] = kid
+        print(f"epoch {epoch_of_step[step]} (step {step}, {source}): KID {kid:.4f}", flush=True)
+    for row in history:
+        row.update({key: int(row[key]) for key in WHOLE})
+        if row["epoch"] in kids:
+            row["val_kid"] = kids[row["epoch"]]
+    write_history(history, layout.history)
+    return kids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="the run folder (its config.json and history.csv)")
+    parser.add_argument("models", nargs="+", help="checkpoint folders or ddim export files of the run's epochs")
+    parser.add_argument("--data", help="the run's images, where they are not where it was trained")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
+    parser.add_argument("--inception-weights", help="the FID Inception weights (default: the run's, or the bundled)")
+    args = parser.parse_args()
+    epoch_kids(args.run_dir, args.models, data=args.data, device=args.device,
+               inception_weights=args.inception_weights)
+
+
+if __name__ == "__main__":
+    main()

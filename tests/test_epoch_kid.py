@@ -1,0 +1,103 @@
+"""scripts/epoch_kid.py: the per-epoch KID measured after training, from checkpoints or exports of chosen epochs, is
+the KID training itself measures (a tiny conditional run of shapes at 16 px, guidance 0, 75 px Inception)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_shapes
+from test_conditional import TRAIN
+from test_results_section import load_script
+
+from ddim.cli import main
+from ddim.layout import RunLayout
+from ddim.reports import read_history
+
+epoch_kid = load_script("epoch_kid")
+
+
+def without_kid(history: Path) -> None:
+    """Rewrite a history CSV with its val_kid column empty, as a run trained with --kid-every 0 has it."""
+    with open(history, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["val_kid"] = ""
+    with open(history, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.mark.slow
+def test_kid_measured_afterwards_is_the_kid_training_measured(tmp_path: Path, monkeypatch, capsys) -> None:
+    data, run = write_shapes(tmp_path / "data", per_class=24), tmp_path / "run"
+    assert main(["train", "--data", str(data), "--run-dir", str(run), *TRAIN, "--epochs", "2", "--kid-every", "1",
+                 "--guidance", "0", "--keep-checkpoints", "5"]) == 0
+    layout = RunLayout(run)
+    measured = {int(row["epoch"]): row["val_kid"] for row in read_history(layout.history)}
+    assert len(measured) == 2
+    checkpoints = sorted((run / "checkpoints").glob("step_*"))
+    assert len(checkpoints) == 2
+    exported = tmp_path / "last-fp16.safetensors"
+    assert main(["export", "--checkpoint", str(checkpoints[-1]), "--out", str(exported)]) == 0
+
+    without_kid(layout.history)
+    monkeypatch.setattr(sys, "argv", ["epoch_kid.py", str(run), *map(str, checkpoints), "--device", "cpu"])
+    epoch_kid.main()
+    rows = read_history(layout.history)
+    assert {int(row["epoch"]): row["val_kid"] for row in rows} == pytest.approx(measured, abs=1e-6)
+    assert "epoch 2 (step" in capsys.readouterr().out
+    with open(layout.history, newline="") as handle:  # epochs and steps stay whole numbers in the file
+        assert next(csv.DictReader(handle))["epoch"] == "1"
+
+    # The fp16 export a GPU machine brings back: the same measurement within a small fraction of the KID.
+    without_kid(layout.history)
+    kids = epoch_kid.epoch_kids(run, [str(exported)], device="cpu")
+    assert list(kids) == [2]
+    assert kids[2] == pytest.approx(measured[2], rel=0.02)
+    assert [row.get("val_kid") for row in read_history(layout.history)] == [None, kids[2]]
+
+
+def test_a_folder_that_is_not_the_run_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="history.csv does not exist"):
+        epoch_kid.epoch_kids(tmp_path, ["pretrained"], device="cpu")
+
+
+@pytest.mark.slow
+def test_the_gpu_scripts_recipe_runs_come_back_as_exports_whose_kid_is_measured_here(tmp_path: Path) -> None:
+    """``CHECK=recipe bash scripts/gpu_check.sh`` on the CPU with tiny runs: the files it returns hold each run's
+    history and the asked epochs' exports, a second call resumes (nothing to redo), and epoch_kid.py measures the
+    exports here against the data's own images."""
+    import os
+    import subprocess
+    import tarfile
+
+    data = write_shapes(tmp_path / "data", per_class=24)
+    out, runs, back = tmp_path / "out", tmp_path / "runs", tmp_path / "back"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "CHECK": "recipe",
+                   "DEVICE": "cpu", "TRAIN_LIMIT": "300", "DATA": str(data), "OUT": str(out), "RUNS_DIR": str(runs),
+                   "RECIPE_RUNS": "arm;1 2;--recipe improved --epochs 2 --no-flip\n"
+                                  "cond;2;--recipe improved --conditional --guidance 0 --epochs 2",
+                   "TRAIN": "--widths 8,16 --block-depth 1 --image-size 16 --batch-size 16 --repeats 1 "
+                            "--plot-images 4 --plot-steps 2"}
+    script = Path(epoch_kid.__file__).parent / "gpu_check.sh"
+    for call in range(2):
+        finished = subprocess.run(["bash", str(script)], env=environment, capture_output=True, text=True, timeout=600)
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        assert "cond: 2 epochs finished" in finished.stdout
+    assert "done: 0 steps" in (runs / "cond.log").read_text()  # the second call resumed a finished run
+    assert sorted(path.name for path in out.iterdir()) == ["exports0.tar", "results.tar"]
+    for bundle in out.iterdir():
+        with tarfile.open(bundle) as tar:
+            tar.extractall(back)
+    assert sorted(path.name for path in (back / "exports").iterdir()) == [
+        "arm-e1.safetensors", "arm-e2.safetensors", "cond-e2.safetensors"]
+    assert (back / "runs" / "cond" / "config.json").is_file()
+
+    kids = epoch_kid.epoch_kids(back / "runs" / "cond", [str(back / "exports" / "cond-e2.safetensors")],
+                                data=str(data), device="cpu")
+    assert list(kids) == [2] and 0 < kids[2] < 10
+    assert [row.get("val_kid") for row in read_history(back / "runs" / "cond" / "history.csv")] == [None, kids[2]]
