@@ -58,9 +58,10 @@ recipe_runs() {
   done <<< "$RECIPE_RUNS"
   for pid in "${pids[@]}"; do wait "$pid"; done
   python3 - "$RUNS_DIR" "$OUT" <<'PY'
-import csv, os, shutil, sys, tarfile
+import os, shutil, sys, tarfile
 from pathlib import Path
 from ddim.cli import main as ddim
+from ddim.reports import read_history
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
 exports, bundle = runs / "exports", runs / "bundle"
 shutil.rmtree(bundle, ignore_errors=True)
@@ -83,7 +84,7 @@ for line in os.environ["RECIPE_RUNS"].splitlines():
     grids = sorted((run / "samples").glob("*.png"))
     if grids:
         shutil.copy(grids[-1], bundle / "runs" / name / grids[-1].name)
-    step_of = {int(row["epoch"]): int(row["step"]) for row in csv.DictReader(open(run / "history.csv"))}
+    step_of = {int(row["epoch"]): int(row["step"]) for row in read_history(run / "history.csv")}
     print(f"{name}: {max(step_of)} epochs finished")
     for epoch in map(int, epochs.split()):
         checkpoint = run / "checkpoints" / f"step_{step_of.get(epoch, -1):09d}"
