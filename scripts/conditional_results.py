@@ -2,6 +2,7 @@
 a labelled grid of named classes, and (with --builtin yes) the built-in model.
 
     python scripts/conditional_results.py RUN_DIR [--data DIR] [--out docs/results/conditional] [--builtin yes]
+                                          [--model EXPORT]
 
 Writes into OUT, each file measured with the public commands (``ddim evaluate``, ``ddim sample``) so a reader can
 repeat any one of them:
@@ -19,6 +20,10 @@ repeat any one of them:
 - ``summary.json``: the checkpoint, its step and epoch, every point, the best weight;
 - with ``--builtin yes``: the EMA network as the built-in model ``BUILTIN_FILE`` (fp16).
 
+The model is the run's latest checkpoint, or with ``--model EXPORT`` a file written by ``ddim export`` of one of its
+epochs (the GPU route, ``CHECK=recipe bash scripts/gpu_check.sh``, brings back exports and the history, not
+checkpoints; measure the per-epoch KID into that history first with scripts/epoch_kid.py).
+
 Run again after an interruption: a JSON already written for this checkpoint with as many samples is kept, and an
 evaluation cut short continues from its finished batches (``ddim evaluate``'s cache). The settings below shrink
 it for a trial (``--num 16 --num-all 24 --steps 2 --kid-size 75 ...``).
@@ -35,11 +40,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ddim.checkpoint import load_training_state
 from ddim.cli import main as ddim
 from ddim.export import PRETRAINED_FOLDER, training_info
 from ddim.files import write_text
-from ddim.loading import load_model
 from ddim.plots import plot_guidance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -128,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subsets", type=int, default=100, help="KID subsets (default: 100)")
     parser.add_argument("--subset-size", type=int, default=1000, help="KID subset size (default: 1000)")
     parser.add_argument("--extra", default="", help="options for every ddim command (e.g. '--device cpu --steps 2')")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="an export (ddim export) of an epoch of the run, published instead of its checkpoint")
     args = parser.parse_args(argv)
-    model = load_model(args.run_dir)
+    model, source, state = publish_results.published_state(Path(args.run_dir), args.model)
     if not model.class_names:
-        parser.error(f"{args.run_dir} is not a class-conditional run (trained without --conditional)")
-    checkpoint = str(model.origin.source)
-    state = load_training_state(checkpoint)
+        parser.error(f"{args.model or args.run_dir} is not a class-conditional model (trained without --conditional)")
+    checkpoint = str(source)
     info = training_info(state)
     extra = args.extra.split()
     common = [*(["--data", args.data] if args.data else []), "--kid-size", str(args.kid_size), "--subsets",
@@ -141,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     weights = [float(w) for w in args.weights.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     publish_results.main([args.run_dir, "--out", str(args.out), "--hardware", args.hardware, "--title",
-                          "training history of the improved recipe, class-conditional (docs/results/conditional)"])
+                          "training history of the improved recipe, class-conditional (docs/results/conditional)",
+                          *(["--model", str(args.model)] if args.model else [])])
     sweep = [point(evaluate(checkpoint, args.out / "guidance" / f"{weight_name(w)}.json", w, common, num=args.num), w)
              for w in weights]
     best = best_weight(sweep)

@@ -12,6 +12,8 @@
 #   then here:  mkdir -p local/gpu && for f in FILES_AT/*.tar; do tar -xf $f -C local/gpu; done
 #               python scripts/epoch_kid.py local/gpu/runs/NAME local/gpu/exports/NAME-e*.safetensors \
 #                 --data ../shared/data/flowers102     (each run's per-epoch KID at its exported epochs, here)
+#               python scripts/conditional_results.py local/gpu/runs/conditional --data ../shared/data/flowers102 \
+#                 --model local/gpu/exports/conditional-e50.safetensors --builtin yes   (its FID, grid, built-in model)
 # Test here on the CPU with tiny settings (a few minutes):
 #   DEVICE=cpu TRAIN_LIMIT=120 BENCH="--rounds 1 --iterations 1 --warmup 1 --widths 8,16 --block-depth 1 --image-size 16" \
 #   TRAIN="--max-steps 4 --epochs 2 --widths 8,16 --block-depth 1 --image-size 16 --train-images 64 --validation-images 32" \

@@ -1,6 +1,7 @@
 """Publish a run's results into the repository: docs/results/ and the built-in model.
 
     python scripts/publish_results.py RUN_DIR [--hardware "a 2-core CPU"] [--builtin yes] [--quick-check yes]
+                                      [--model EXPORT]
 
 Writes docs/results/samples_64.png (64 images of the latest EMA network, 20 DDIM steps, seed 0),
 history.csv and losses.png (the checkpoint's own history, so a checkpoint kept anywhere publishes alike), results.json (epoch reached, images seen, wall
@@ -10,6 +11,10 @@ quick-check.json: the 299 px KID of 16 samples against 400 validation flowers, b
 training flowers (a minute on a CPU; the README shows it until the full evaluation exists). KID/FID at 299 px
 are measured with `ddim evaluate ... --json docs/results/evaluate-*.json` (scripts/final_results.sh), and the
 README's Results section is written from all these files by scripts/results_section.py.
+
+With --model EXPORT (a file written by ``ddim export`` of one of the run's epochs) the run folder gives only its
+history.csv and that file the network: the GPU route (``CHECK=recipe bash scripts/gpu_check.sh``) brings back a
+run's history and fp16 exports, not its checkpoints.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import torch
 from ddim import __version__
 from ddim.checkpoint import load_training_state
 from ddim.loading import load_model
-from ddim.export import BUILTIN_MODELS, export_model, training_info
+from ddim.export import BUILTIN_MODELS, export_model, is_exported, training_info
 from ddim.files import write_text
 from ddim.model import generate_images
 from ddim.plots import plot_history
-from ddim.reports import save_grid, write_history
+from ddim.reports import read_history, save_grid, write_history
 
 BUILTIN_FILE = BUILTIN_MODELS["keras-example"]  # this script publishes the Keras example's run
 
@@ -68,6 +73,38 @@ def quick_check(model: torch.nn.Module, splits, *, num: int = 16, num_real: int 
             **{f"kid_{name}": value for name, value in kid.items()}}
 
 
+def published_state(run_dir: Path, model_file: Path | None = None) -> tuple[torch.nn.Module, Path, dict]:
+    """The model to publish, where it comes from and its training state (``step``, ``history``, ``best_kid``).
+
+    Without ``model_file``: the latest checkpoint of ``run_dir`` (or the checkpoint it names) and its saved state.
+    With it: that exported file's network, and the rows of ``run_dir``'s history.csv up to its epoch, which must end
+    at the file's step (an export of another run, or of an epoch the history lacks, is refused by name).
+    """
+    if model_file is None:
+        model = load_model(run_dir)  # a run folder (its latest) or one checkpoint folder
+        return model, model.origin.source, load_training_state(model.origin.source)
+    if not Path(model_file).is_file():
+        raise SystemExit(f"--model {model_file}: no such file")
+    if not is_exported(Path(model_file)):
+        raise SystemExit(f"--model {model_file}: not a file written by ddim export")
+    model = load_model(model_file)
+    history_file = Path(run_dir) / "history.csv"
+    if not history_file.is_file():
+        raise SystemExit(f"{run_dir} has no history.csv: --model needs the run folder its export came from")
+    metadata = model.origin.metadata
+    try:
+        step, epoch = int(metadata["step"]), int(metadata["epoch"])
+    except (KeyError, ValueError):
+        raise SystemExit(f"--model {model_file}: its metadata records no training step and epoch") from None
+    history = [{**row, "epoch": int(row["epoch"]), "step": int(row["step"])} for row in read_history(history_file)
+               if row["epoch"] <= epoch]
+    if not history or history[-1]["epoch"] != epoch or history[-1]["step"] != step:
+        found = f"ends at epoch {history[-1]['epoch']}, step {history[-1]['step']}" if history else "is empty"
+        raise SystemExit(f"--model {model_file} (epoch {epoch}, step {step}) is not an epoch of {history_file} "
+                         f"(up to epoch {epoch} it {found}): an export of another run?")
+    return model, Path(model_file), {"step": step, "history": history, "best_kid": None}
+
+
 def export_builtin(model: torch.nn.Module, config, info: dict, file: Path, source: str) -> None:
     """Export ``model`` as a built-in model's ``file`` (fp16), its data folder named portably (flowers102, which
     downloads where no --data is given) and ``source`` naming where its results are published."""
@@ -86,10 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--builtin", choices=("yes", "no"), default="no")
     parser.add_argument("--quick-check", choices=("yes", "no"), default="no", help="also write quick-check.json")
     parser.add_argument("--data", default=None, help="the images for --quick-check (default: the run's own)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="an export (ddim export) of an epoch of the run, published instead of its checkpoint")
     args = parser.parse_args(argv)
-    model = load_model(args.run_dir)  # a run folder (its latest) or one checkpoint folder
-    config, checkpoint = model.origin.config, model.origin.source
-    state = load_training_state(checkpoint)
+    model, checkpoint, state = published_state(args.run_dir, args.model)
+    config = model.origin.config
     history = state["history"]
     epoch = history[-1]["epoch"] if history else 0
     args.out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,44 @@ def test_a_conditional_run_is_published_with_its_sweep_grid_and_builtin_model(tm
     assert results.main(arguments) == 0  # run again: every evaluation is kept, none measured again
     out_text = capsys.readouterr().out
     assert out_text.count("kept ") == 4 + 3 and "ddim evaluate" not in out_text
+
+
+
+@pytest.mark.slow
+def test_a_run_trained_elsewhere_is_published_from_its_export_and_history(tmp_path: Path, monkeypatch) -> None:
+    """The GPU route brings back a run's history.csv and exports of chosen epochs, not its checkpoints."""
+    data, run = write_shapes(tmp_path / "data", per_class=16), tmp_path / "run"
+    assert main(["train", "--data", str(data), "--run-dir", str(run), "--max-steps", "3", *TRAIN]) == 0  # 1 step/epoch
+    exported = tmp_path / "run-e3.safetensors"
+    assert main(["export", "--checkpoint", str(run), "--out", str(exported)]) == 0
+    shutil.rmtree(run / "checkpoints")
+    builtin = tmp_path / "builtin.safetensors"
+    monkeypatch.setattr(results, "BUILTIN_FILE", builtin)
+    captured_figures(monkeypatch)
+    out = tmp_path / "published"
+    assert results.main([str(run), "--model", str(exported), "--out", str(out), "--weights", "0,2", "--num-all",
+                         "12", "--classes", ",".join(SHAPE_CLASSES), "--kid-size", "75", "--subsets", "2",
+                         "--subset-size", "4", "--extra", "--device cpu --steps 2", "--builtin", "yes"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["epoch"], summary["step"], Path(summary["checkpoint"]).name) == (3, 3, exported.name)
+    assert [point["guidance"] for point in summary["all"]] == [0.0, 1.0, 2.0]
+    assert json.loads((out / "all" / "w2.json").read_text())["checkpoint"].endswith(exported.name)
+    published = json.loads((out / "results.json").read_text())
+    assert (published["epochs_completed"], published["images_seen"]) == (3, 3 * 16)
+    assert [row["epoch"] for row in published["per_epoch"]] == [1, 2, 3]
+    from ddim.loading import load_model
+
+    shipped = load_model(builtin)
+    assert shipped.class_names == tuple(SHAPE_CLASSES) and shipped.origin.metadata["step"] == "3"
+
+    # An export that is not an epoch of this history (here: the history lost its last epoch) is refused by name.
+    lines = (run / "history.csv").read_text().splitlines(keepends=True)
+    (run / "history.csv").write_text("".join(lines[:-1]))
+    with pytest.raises(SystemExit, match=r"run-e3.safetensors \(epoch 3, step 3\) is not an epoch of .*history.csv "
+                                         r"\(up to epoch 3 it ends at epoch 2, step 2\)"):
+        results.main([str(run), "--model", str(exported), "--out", str(tmp_path / "again")])
+    with pytest.raises(SystemExit, match="not a file written by ddim export"):
+        results.main([str(run), "--model", str(run / "history.csv"), "--out", str(tmp_path / "again")])
 
 
 def fake_conditional(folder: Path, kid: dict[int, float], fid: dict[float, float], kid_size: int = 299) -> Path:
