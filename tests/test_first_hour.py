@@ -149,6 +149,30 @@ def test_a_log_file_gets_plain_lines_one_per_epoch_with_the_time_left(images: Pa
     assert "\r" in train("bar", "--log-format", "bar")  # asked for: the live bar, even into a pipe
 
 
+def test_the_time_left_after_a_resume_is_not_swollen_by_the_start(monkeypatch) -> None:
+    """A resumed run's first line comes after a few steps and the start (loading, compiling): its time left comes
+    from the epoch's images/s and evaluation time, the later lines from the pace since that first line."""
+    import io
+    from types import SimpleNamespace
+
+    from ddim.training import callbacks
+
+    clock = iter([0.0, 1000.0, 1010.0, 1100.0])  # start; 1st epoch end (after 2 steps); 2nd; 3rd
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    bar = callbacks.ProgressBar(file=out, style="plain")
+    config = SimpleNamespace(train=SimpleNamespace(batch_size=16))
+    bar.on_train_start(SimpleNamespace(state=SimpleNamespace(step=38), total_steps=100, steps_per_epoch=10,
+                                       notices=(), description="resumed", config=config))
+    for epoch, step in ((4, 40), (5, 50), (10, 100)):
+        row = {"step": step, "seconds": 60.0, "images_per_second": 32.0, "eval_seconds": 5.0}  # 2 steps/s
+        bar.on_epoch_end(epoch, row, None, None)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("ddim: epoch")]
+    assert lines[0].endswith("| 0:01:00 left")  # 60 steps at 2/s, and 6 evaluations of 5 s (not 1000 s / 2 x 60)
+    assert lines[1].endswith("| 0:00:50 left")  # 10 s for the last 10 steps: 50 steps left
+    assert not lines[2].endswith(" left")
+
+
 def own_images_commands() -> list[list[str]]:
     """The commands of the README's "Train on your own images" section, as written (its first bash block)."""
     import re

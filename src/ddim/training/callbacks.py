@@ -138,6 +138,7 @@ class ProgressBar(Callback):
     def on_train_start(self, info: RunInfo) -> None:
         self.info = info
         self.first_step, self.started = info.state.step, time.perf_counter()
+        self.paced_from: tuple[int, float] | None = None  # (step, time) at this session's first epoch end
         self.epochs = -(-info.total_steps // info.steps_per_epoch)  # epochs this run reaches (max-steps included)
         for notice in info.notices:  # shown even with the bar off
             print(f"ddim: {notice}", file=self.file)
@@ -162,16 +163,27 @@ class ProgressBar(Callback):
         line = (f"epoch {epoch}/{self.epochs} step {int(row['step'])}: {train} | {val} | "
                 f"{row['seconds']:.1f} s, {row['images_per_second']:.0f} img/s")
         if self.enabled and self.style == "plain":
-            print(f"ddim: {line}{self._time_left(int(row['step']))}", file=self.file, flush=True)
+            print(f"ddim: {line}{self._time_left(epoch, row)}", file=self.file, flush=True)
         elif self.enabled:
             tqdm.write(line, file=self.file)
 
-    def _time_left(self, step: int) -> str:
-        """`` | 1:02:03 left`` from this session's pace (empty at the end)."""
-        done, left = step - self.first_step, self.info.total_steps - step
-        if done <= 0 or left <= 0:
+    def _time_left(self, epoch: int, row: dict[str, float]) -> str:
+        """`` | 1:02:03 left`` (empty at the end): after this session's first epoch, from its pace since then; at the
+        first, whose time includes the start (loading, compiling) and may be a resumed epoch's last few steps, from
+        the epoch's training speed and evaluation time."""
+        step, now = int(row["step"]), time.perf_counter()
+        left = self.info.total_steps - step
+        if left <= 0:
             return ""
-        seconds = (time.perf_counter() - self.started) / done * left
+        if self.paced_from is None or step <= self.paced_from[0]:
+            self.paced_from = (step, now)
+            rate = row.get("images_per_second")
+            if not rate:
+                return ""
+            seconds = (left * self.info.config.train.batch_size / rate
+                       + max(self.epochs - epoch, 0) * row.get("eval_seconds", 0.0))
+        else:
+            seconds = (now - self.paced_from[1]) / (step - self.paced_from[0]) * left
         return f" | {datetime.timedelta(seconds=round(seconds))} left"
 
     def on_train_end(self, state: TrainState) -> None:
