@@ -2,6 +2,7 @@
 weights, say), measured afterwards from checkpoints or exports of chosen epochs, with the protocol training uses.
 
     python scripts/epoch_kid.py RUN_DIR MODEL [MODEL ...] [--data DIR] [--device cpu] [--inception-weights FILE]
+                                [--kid-steps N]
 
 MODEL: a checkpoint folder of the run (``RUN_DIR/checkpoints/step_*``) or a file written by ``ddim export`` from one
 (fp16 weights are what a GPU machine can bring back; they move the KID by far less than its noise, see the test). The
@@ -9,6 +10,9 @@ run's own settings make the measurement: ``kid_steps`` DDIM steps, ``kid_image_s
 ``kid_batch_size`` images, the evaluation seed, ``guidance``, as many images as the validation split holds (a
 conditional run's in the validation classes). Each model's step names its epoch (the history row with that step),
 and RUN_DIR/history.csv gets that epoch's ``val_kid``; the other rows and columns are kept.
+
+``--kid-steps N`` measures with N DDIM steps instead of the run's and only prints (the history keeps the run's
+protocol): how much of a per-epoch KID is the protocol's few-step sampler rather than the network.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ WHOLE = ("epoch", "step")  # columns that read_history turns into floats and the
 
 
 def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, device: str = "auto",
-               inception_weights: str | None = None) -> dict[int, float]:
-    """``{epoch: KID}`` for each of ``models`` (see the module's text), also written into the run's history."""
+               inception_weights: str | None = None, kid_steps: int | None = None) -> dict[int, float]:
+    """``{epoch: KID}`` for each of ``models`` (see the module's text), also written into the run's history unless
+    ``kid_steps`` (DDIM steps other than the run's) is given."""
     layout = RunLayout(Path(run_dir))
     if not layout.history.is_file():
         raise SystemExit(f"{layout.history} does not exist: RUN_DIR must be the run folder the models come from")
@@ -53,12 +58,15 @@ def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, dev
                              f"(its epochs end at steps {', '.join(map(str, sorted(epoch_of_step)))})")
         if model.origin.config.model != config.model:
             raise SystemExit(f"{source}: its network settings are not those of {layout.config}")
-        kid = keras_kid(model, extractor, real, count=len(splits.validation), steps=train.kid_steps,
+        kid = keras_kid(model, extractor, real, count=len(splits.validation), steps=kid_steps or train.kid_steps,
                         seed=mix_seed(train.seed, EVALUATION), batch_size=train.kid_batch_size,
                         generation_batch_size=train.eval_batch_size, runtime=runtime, labels=labels,
                         guidance=train.guidance)
         kids[epoch_of_step[step]] = kid
-        print(f"epoch {epoch_of_step[step]} (step {step}, {source}): KID {kid:.4f}", flush=True)
+        print(f"epoch {epoch_of_step[step]} (step {step}, {source}): KID {kid:.4f}"
+              f"{f' with {kid_steps} DDIM steps (not written)' if kid_steps else ''}", flush=True)
+    if kid_steps:
+        return kids
     for row in history:
         row.update({key: int(row[key]) for key in WHOLE})
         if row["epoch"] in kids:
@@ -74,9 +82,13 @@ def main() -> None:
     parser.add_argument("--data", help="the run's images, where they are not where it was trained")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument("--inception-weights", help="the FID Inception weights (default: the run's, or the bundled)")
+    parser.add_argument("--kid-steps", type=int, default=None,
+                        help="DDIM steps instead of the run's kid_steps; only prints, the history is kept")
     args = parser.parse_args()
+    if args.kid_steps is not None and args.kid_steps < 1:
+        parser.error(f"--kid-steps must be at least 1, got {args.kid_steps}")
     epoch_kids(args.run_dir, args.models, data=args.data, device=args.device,
-               inception_weights=args.inception_weights)
+               inception_weights=args.inception_weights, kid_steps=args.kid_steps)
 
 
 if __name__ == "__main__":

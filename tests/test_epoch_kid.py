@@ -60,6 +60,12 @@ def test_kid_measured_afterwards_is_the_kid_training_measured(tmp_path: Path, mo
     assert kids[2] == pytest.approx(measured[2], rel=0.02)
     assert [row.get("val_kid") for row in read_history(layout.history)] == [None, kids[2]]
 
+    # Another sampler than the protocol's: measured and printed, the history left as it is.
+    before = layout.history.read_text()
+    more_steps = epoch_kid.epoch_kids(run, [str(checkpoints[-1])], device="cpu", kid_steps=10)
+    assert list(more_steps) == [2] and more_steps[2] != pytest.approx(measured[2], abs=1e-6)
+    assert layout.history.read_text() == before
+
 
 def test_a_folder_that_is_not_the_run_is_named(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="history.csv does not exist"):
