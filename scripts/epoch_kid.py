@@ -2,7 +2,7 @@
 weights, say), measured afterwards from checkpoints or exports of chosen epochs, with the protocol training uses.
 
     python scripts/epoch_kid.py RUN_DIR MODEL [MODEL ...] [--data DIR] [--device cpu] [--inception-weights FILE]
-                                [--kid-steps N]
+                                [--kid-steps N] [--guidance G]
 
 MODEL: a checkpoint folder of the run (``RUN_DIR/checkpoints/step_*``) or a file written by ``ddim export`` from one
 (fp16 weights are what a GPU machine can bring back; they move the KID by far less than its noise, see the test). The
@@ -12,36 +12,49 @@ conditional run's in the validation classes). Each model's step names its epoch 
 and RUN_DIR/history.csv gets that epoch's ``val_kid``; the other rows and columns are kept.
 
 ``--kid-steps N`` measures with N DDIM steps instead of the run's and only prints (the history keeps the run's
-protocol): how much of a per-epoch KID is the protocol's few-step sampler rather than the network.
+protocol): how much of a per-epoch KID is the protocol's few-step sampler rather than the network. ``--guidance G``
+likewise measures a conditional run at another guidance weight and only prints: a run whose history is at guidance 0
+(the network's class-free branch, trained on ``class_dropout`` of the images) shows there what its conditional
+samples (``--guidance 1``) would score.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ddim.config import RunConfig
-from ddim.data import run_splits
+from ddim.data import DataError, run_splits
 from ddim.evaluation import keras_kid
+from ddim.integrity import CheckpointError
 from ddim.layout import RunLayout
+from ddim.limits import LimitError
 from ddim.loading import load_model
-from ddim.metrics.inception import extract_features, load_inception
+from ddim.metrics.inception import InceptionError, extract_features, load_inception
+from ddim.reading import ReadError
 from ddim.reports import read_history, write_history
-from ddim.runtime import resolve_device, resolve_runtime
+from ddim.runtime import DeviceError, resolve_device, resolve_runtime
 from ddim.seeding import EVALUATION, mix_seed
 
 WHOLE = ("epoch", "step")  # columns that read_history turns into floats and the history writes as integers
 
 
 def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, device: str = "auto",
-               inception_weights: str | None = None, kid_steps: int | None = None) -> dict[int, float]:
+               inception_weights: str | None = None, kid_steps: int | None = None,
+               guidance: float | None = None) -> dict[int, float]:
     """``{epoch: KID}`` for each of ``models`` (see the module's text), also written into the run's history unless
-    ``kid_steps`` (DDIM steps other than the run's) is given."""
+    ``kid_steps`` (DDIM steps other than the run's) or ``guidance`` (a weight other than the run's) is given."""
     layout = RunLayout(Path(run_dir))
     if not layout.history.is_file():
         raise SystemExit(f"{layout.history} does not exist: RUN_DIR must be the run folder the models come from")
     config = RunConfig.load(layout.config)
     train = config.train
+    if guidance is not None and not config.model.conditional:
+        raise SystemExit(f"--guidance {guidance}: {layout.config} is not a conditional run (it has no classes to guide)")
+    printed_only = kid_steps is not None or guidance is not None
+    notes = " and ".join(([f"{kid_steps} DDIM steps"] if kid_steps is not None else [])
+                         + ([f"guidance {guidance:g}"] if guidance is not None else []))
     history = read_history(layout.history)
     epoch_of_step = {int(row["step"]): int(row["epoch"]) for row in history}
     runtime = resolve_runtime(resolve_device(device), train.precision, train.channels_last, train.compile)
@@ -61,11 +74,11 @@ def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, dev
         kid = keras_kid(model, extractor, real, count=len(splits.validation), steps=kid_steps or train.kid_steps,
                         seed=mix_seed(train.seed, EVALUATION), batch_size=train.kid_batch_size,
                         generation_batch_size=train.eval_batch_size, runtime=runtime, labels=labels,
-                        guidance=train.guidance)
+                        guidance=train.guidance if guidance is None else guidance)
         kids[epoch_of_step[step]] = kid
         print(f"epoch {epoch_of_step[step]} (step {step}, {source}): KID {kid:.4f}"
-              f"{f' with {kid_steps} DDIM steps (not written)' if kid_steps else ''}", flush=True)
-    if kid_steps:
+              f"{f' with {notes} (not written)' if notes else ''}", flush=True)
+    if printed_only:
         return kids
     for row in history:
         row.update({key: int(row[key]) for key in WHOLE})
@@ -84,11 +97,19 @@ def main() -> None:
     parser.add_argument("--inception-weights", help="the FID Inception weights (default: the run's, or the bundled)")
     parser.add_argument("--kid-steps", type=int, default=None,
                         help="DDIM steps instead of the run's kid_steps; only prints, the history is kept")
+    parser.add_argument("--guidance", type=float, default=None,
+                        help="a conditional run's guidance weight instead of the run's; only prints, the history is "
+                             "kept")
     args = parser.parse_args()
     if args.kid_steps is not None and args.kid_steps < 1:
         parser.error(f"--kid-steps must be at least 1, got {args.kid_steps}")
-    epoch_kids(args.run_dir, args.models, data=args.data, device=args.device,
-               inception_weights=args.inception_weights, kid_steps=args.kid_steps)
+    if args.guidance is not None and not (math.isfinite(args.guidance) and args.guidance >= 0):
+        parser.error(f"--guidance must be a finite number of at least 0, got {args.guidance}")
+    try:
+        epoch_kids(args.run_dir, args.models, data=args.data, device=args.device,
+                   inception_weights=args.inception_weights, kid_steps=args.kid_steps, guidance=args.guidance)
+    except (DataError, CheckpointError, InceptionError, DeviceError, ReadError, LimitError) as error:
+        raise SystemExit(f"epoch_kid.py: error: {error}") from None  # one line naming the file or value
 
 
 if __name__ == "__main__":

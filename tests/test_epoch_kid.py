@@ -13,6 +13,7 @@ from test_conditional import TRAIN
 from test_results_section import load_script
 
 from ddim.cli import main
+from ddim.config import RunConfig
 from ddim.layout import RunLayout
 from ddim.reports import read_history
 
@@ -66,10 +67,45 @@ def test_kid_measured_afterwards_is_the_kid_training_measured(tmp_path: Path, mo
     assert list(more_steps) == [2] and more_steps[2] != pytest.approx(measured[2], abs=1e-6)
     assert layout.history.read_text() == before
 
+    # Another guidance weight (the run's history is at guidance 0): the conditional samples' KID, printed only.
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["epoch_kid.py", str(run), str(checkpoints[-1]), "--device", "cpu",
+                                      "--guidance", "1"])
+    epoch_kid.main()
+    printed = capsys.readouterr().out
+    assert "with guidance 1 (not written)" in printed
+    guided = float(printed.split("KID ")[1].split()[0])
+    assert guided != pytest.approx(measured[2], abs=1e-4)
+    assert layout.history.read_text() == before
+
 
 def test_a_folder_that_is_not_the_run_is_named(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="history.csv does not exist"):
         epoch_kid.epoch_kids(tmp_path, ["pretrained"], device="cpu")
+
+
+def test_guidance_is_refused_for_an_unconditional_run_and_bad_values_by_name(tmp_path: Path, monkeypatch,
+                                                                              capsys) -> None:
+    layout = RunLayout(tmp_path)
+    RunConfig().save(layout.config)
+    layout.history.write_text("epoch,step,val_kid\n1,511,2.0\n")
+    with pytest.raises(SystemExit, match="is not a conditional run"):
+        epoch_kid.epoch_kids(tmp_path, ["pretrained"], device="cpu", guidance=1.0)
+    monkeypatch.setattr(sys, "argv", ["epoch_kid.py", str(tmp_path), "pretrained", "--guidance", "nan"])
+    with pytest.raises(SystemExit):
+        epoch_kid.main()
+    assert "--guidance must be a finite number of at least 0, got nan" in capsys.readouterr().err
+
+
+def test_data_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path, monkeypatch) -> None:
+    layout = RunLayout(tmp_path)
+    RunConfig().save(layout.config)
+    layout.history.write_text("epoch,step,val_kid\n1,511,2.0\n")
+    missing = tmp_path / "no-such-images"
+    monkeypatch.setattr(sys, "argv", ["epoch_kid.py", str(tmp_path), "pretrained", "--device", "cpu",
+                                      "--data", str(missing)])
+    with pytest.raises(SystemExit, match=f"epoch_kid.py: error: .*{missing.name}"):
+        epoch_kid.main()
 
 
 @pytest.mark.slow
