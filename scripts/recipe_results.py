@@ -5,7 +5,8 @@
 
 The first run is the reference the others are compared with (its config names what each other run changes).
 For each run this copies history.csv and config.json into OUT/<name>/, and writes OUT/runs.json (label, what
-differs from the first run, epochs reached, KID after epochs 5 and 10 and the last), OUT/table.md (the same as a
+differs from the first run, epochs reached, KID after epochs 5 and 10 and the last, and the Keras example's after
+as many epochs: the comparison at equal training images, whatever a run's length), OUT/table.md (the same as a
 Markdown table, the Keras example's row first) and OUT/kid.png (every run's per-epoch KID against epochs, the Keras
 example's curve from docs/results/history.csv first), and puts the table into README.md between its recipe-table
 markers (--readme none: leave the README alone). Run again as the runs go on: it replaces what it wrote.
@@ -38,9 +39,9 @@ IMAGES_PER_EPOCH = 32_704  # Flowers 102: 6,551 train images x 5 repeats // 64 x
 
 def differences(config: RunConfig, reference: RunConfig) -> dict[str, str]:
     """``--option value`` for every training or data field where ``config`` differs from ``reference`` (run
-    length, bookkeeping and device fields left out)."""
+    length, bookkeeping, device and speed fields left out)."""
     ignored = {"epochs", "max_steps", "device", "log_every", "checkpoint_every", "keep_checkpoints", "path",
-               "cache_dir", "guidance"}
+               "cache_dir", "guidance", "compile"}  # how fast, not what: compiled kernels only round otherwise
     found = {}
     for section in ("model", "data", "train"):
         mine, theirs = getattr(config, section), getattr(reference, section)
@@ -78,13 +79,14 @@ def table(rows: list[dict[str, Any]]) -> str:
 
     reference = next((row["label"] for row in rows if row["changes"] is not None), "the first run")
     header = ["run", f"differs from {reference} by", *(f"KID after epoch {e}" for e in EPOCHS_SHOWN),
-              "epochs run", "KID after the last"]
+              "epochs run", "KID after the last", "Keras example after as many epochs"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
         changes = ("the baseline (its published 50-epoch run)" if row["changes"] is None else
                    ", ".join(f"`{option} {value}`" for option, value in row["changes"].items()) or "—")
         lines.append(f"| {row['label']} | {changes} | " + " | ".join(cell(row[f'kid_epoch_{e}']) for e in EPOCHS_SHOWN)
-                     + f" | {row['epochs']} | {cell(row['kid_last'])} |")
+                     + f" | {row['epochs']} | {cell(row['kid_last'])} | "
+                     + ("—" if row["changes"] is None else cell(row.get("keras_kid_same_epochs"))) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -111,9 +113,10 @@ def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, titl
         target = out / run.name
         target.mkdir(exist_ok=True)
         for name in ("history.csv", "config.json"):
-            if (run / name).is_file():
-                shutil.copyfile(run / name, target / name)
-        rows.append({**summary(label, history, differences(config, reference)), "folder": run.name})
+            if (run / name).is_file() and not (target / name).resolve() == (run / name).resolve():
+                shutil.copyfile(run / name, target / name)  # (a published folder given as RUN_DIR is kept)
+        row = summary(label, history, differences(config, reference))
+        rows.append({**row, "keras_kid_same_epochs": kid_at(keras, row["epochs"]), "folder": run.name})
         curves[label] = history
     write_text(out / "runs.json", json.dumps({"images_per_epoch": IMAGES_PER_EPOCH, "runs": rows}, indent=2) + "\n")
     write_text(out / "table.md", table(rows))

@@ -201,7 +201,8 @@ def test_final_results_writes_every_file_and_keeps_finished_work_when_run_again(
 
 def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_example(tmp_path: Path) -> None:
     """Two runs (the recipe, and one without flips): what each changes, KID after epochs 5 and 10, the copies and the
-    plot; a run that has not reached epoch 10 yet has an empty cell there."""
+    plot; a run that has not reached epoch 10 yet has an empty cell there; each run's last KID stands beside the
+    Keras example's after as many epochs."""
     from ddim.config import DataConfig, RunConfig, TrainConfig
     from ddim.reports import write_history
 
@@ -223,7 +224,9 @@ def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_ex
     assert improved["changes"] == {} and improved["kid_epoch_5"] == pytest.approx(0.2)
     assert no_flip["changes"] == {"--flip": "no"} and no_flip["kid_epoch_10"] is None and no_flip["epochs"] == 6
     table = (out / "table.md").read_text()
-    assert "| no-flip | `--flip no` | 0.300 |  | 6 | 0.267 |" in table and table.count("\n") == 5
+    assert "| no-flip | `--flip no` | 0.300 |  | 6 | 0.267 | 1.912 |" in table and table.count("\n") == 5
+    assert no_flip["keras_kid_same_epochs"] == pytest.approx(1.912348372678205)  # the Keras run after 6 epochs
+    assert "| 50 | 0.532 | — |" in table  # the Keras example's own row
     assert json.loads((out / "runs.json").read_text())["runs"][2]["folder"] == "no-flip"
     assert (out / "kid.png").stat().st_size > 10_000 and (out / "no-flip" / "history.csv").is_file()
     assert table.startswith("| run | differs from improved by |")
@@ -234,6 +237,9 @@ def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_ex
                          *(f"--run={name}={folder}" for name, folder in runs)])
     assert readme.read_text() == (f"# x\n\nbefore\n{recipe_results.TABLE_BEGIN}\n\n{table}\n"
                                   f"{recipe_results.TABLE_END}\nafter\n")
+    # runs whose folders are gone are published again from their published copies
+    assert recipe_results.publish([(name, out / name) for name, _ in runs], out, max_epoch=10) == rows
+    assert (out / "table.md").read_text() == table
     readme.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="no recipe-table markers"):
         recipe_results.main(["--out", str(out), "--readme", str(readme), f"--run=improved={runs[0][1]}"])
@@ -251,7 +257,7 @@ def test_the_readmes_recipe_table_is_the_published_one() -> None:
 def test_the_recipe_table_names_a_conditional_networks_class_conditioning_only_where_it_is_not_todays() -> None:
     """Against an unconditional reference (whose class_conditioning, read from an old config, is 'input' and means
     nothing), a conditional run shows --conditional, and --class-conditioning only where it is ddim 0.3's 'input'."""
-    from ddim.config import ModelConfig, RunConfig
+    from ddim.config import ModelConfig, RunConfig, TrainConfig
 
     recipe_results = load_script("recipe_results")
     reference = RunConfig(model=ModelConfig(class_conditioning="input"))
@@ -262,6 +268,8 @@ def test_the_recipe_table_names_a_conditional_networks_class_conditioning_only_w
     assert recipe_results.differences(old, reference) == {"--conditional": "yes", "--class-conditioning": "input"}
     assert recipe_results.differences(old, today) == {"--class-conditioning": "input"}
     assert recipe_results.differences(reference, RunConfig()) == {}
+    compiled = RunConfig(train=TrainConfig(compile="default"))  # resumed with --compile default: the same recipe
+    assert recipe_results.differences(compiled, RunConfig()) == {}
 
 
 def test_published_results_carry_no_path_of_the_machine_they_were_measured_on(tmp_path: Path) -> None:
@@ -290,3 +298,33 @@ def test_published_results_carry_no_path_of_the_machine_they_were_measured_on(tm
     for file in published:
         if file.is_file():
             assert not [s for s in strings(json.loads(file.read_text())) if s.startswith("/")], file
+
+
+def test_the_kid_curves_legend_sits_below_the_curves_and_wraps_long_labels(tmp_path: Path, monkeypatch) -> None:
+    """However many runs and however long their labels, the legend covers no curve (it had hidden the first epochs
+    of docs/results/recipe/kid.png) and no label runs off the figure."""
+    from ddim import plots
+
+    laid_out = []
+    original = plots.save_figure
+
+    def keep(figure, path, **options):
+        written = original(figure, path, **options)  # laid out and saved; the figure object stays measurable
+        laid_out.append(figure)
+        return written
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    long = "improved, conditional, class at the input only (ddim 0.3's network; KID at guidance 0; stopped after 12 epochs)"
+    curves = {f"run {index}" if index < 5 else long: [{"epoch": e, "val_kid": 2.0 / e} for e in range(1, 11)]
+              for index in range(6)}
+    plots.plot_kid_curves(curves, tmp_path / "kid.png", title="t", subtitle="s")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = laid_out[0]
+    renderer = FigureCanvasAgg(figure).get_renderer()  # closed after saving: a canvas again, the layout as saved
+    legend, axis = figure.legends[0], figure.axes[0]
+    legend_box, axis_box = legend.get_window_extent(renderer), axis.get_tightbbox(renderer)
+    assert legend_box.y1 <= axis_box.y0 + 1  # below the axes and their x label
+    assert legend_box.x1 <= figure.bbox.x1 and legend_box.y0 >= figure.bbox.y0  # inside the figure
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert len(labels) == 6 and "\n" in labels[-1] and labels[:5] == [f"run {index}" for index in range(5)]

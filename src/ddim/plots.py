@@ -3,6 +3,7 @@ sampler study), always drawn off screen into PNG files written atomically."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +18,8 @@ matplotlib.use("Agg")  # no screen: every figure is a file
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import (FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter,  # noqa: E402
                                NullLocator)
+
+LEGEND_WIDTH = 105  #: characters of a legend line in an 8-inch figure at 9 pt; longer labels wrap
 
 
 def kid_label(size: int | None = None, num: int | None = None, name: str = "KID") -> str:
@@ -84,8 +87,10 @@ def plot_kid_curves(curves: dict[str, Sequence[dict[str, Any]]], path: Path, *, 
                     kid_num: int | None = None, xlabel: str = "epoch") -> Path:
     """A PNG of each run's per-epoch validation KID against epochs (label -> history rows), on a log scale, the
     first curve drawn as the reference (black, thicker); ``max_epoch`` cuts every curve there."""
-    figure, axis = plt.subplots(figsize=(8, 5))
-    for index, (label, history) in enumerate(curves.items()):
+    labels = [textwrap.fill(label, LEGEND_WIDTH, subsequent_indent="  ") for label in curves]
+    legend_inches = 0.2 * sum(label.count("\n") + 1 for label in labels) + 0.1  # below the curves, never over one
+    figure, axis = plt.subplots(figsize=(8, 4.6 + legend_inches))
+    for index, (label, history) in enumerate(zip(labels, curves.values())):
         points = [(row["epoch"], row["val_kid"]) for row in history if "val_kid" in row
                   and (max_epoch is None or row["epoch"] <= max_epoch)]
         style = ({"color": "black", "linewidth": 2.2, "marker": "o", "markersize": 4} if index == 0
@@ -96,14 +101,15 @@ def plot_kid_curves(curves: dict[str, Sequence[dict[str, Any]]], path: Path, *, 
     axis.set_ylabel(kid_label(kid_size, kid_num) + ", log scale")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=9)
+    figure.legend(fontsize=9, loc="lower left", bbox_to_anchor=(0.01, 0.0), frameon=False)
     set_titles(figure, title or "validation KID per epoch", subtitle)
-    return save_figure(figure, path, top=0.88 if subtitle else 0.93)
+    height = 4.6 + legend_inches
+    return save_figure(figure, path, top=1 - (0.6 if subtitle else 0.35) / height, bottom=legend_inches / height)
 
-def save_figure(figure: Any, path: Path, top: float = 1.0) -> Path:
-    """Lay out a matplotlib figure (its panels below ``top``, leaving room for titles), write it as a PNG
-    atomically and free it."""
-    figure.tight_layout(rect=(0, 0, 1, top))
+def save_figure(figure: Any, path: Path, top: float = 1.0, bottom: float = 0.0) -> Path:
+    """Lay out a matplotlib figure (its panels between ``bottom`` and ``top``, leaving room for a legend below and
+    titles above), write it as a PNG atomically and free it."""
+    figure.tight_layout(rect=(0, bottom, 1, top))
     try:
         with atomic_path(path) as temporary:
             figure.savefig(temporary, dpi=100)
