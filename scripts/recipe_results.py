@@ -113,7 +113,7 @@ def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, titl
         target = out / run.name
         target.mkdir(exist_ok=True)
         for name in ("history.csv", "config.json"):
-            if (run / name).is_file() and not (target / name).resolve() == (run / name).resolve():
+            if (run / name).is_file() and (target / name).resolve() != (run / name).resolve():
                 shutil.copyfile(run / name, target / name)  # (a published folder given as RUN_DIR is kept)
         row = summary(label, history, differences(config, reference))
         rows.append({**row, "keras_kid_same_epochs": kid_at(keras, row["epochs"]), "folder": run.name})
