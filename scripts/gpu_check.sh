@@ -34,7 +34,7 @@ SAMPLES=${SAMPLES:-1638}          # as many as the validation set, returned as u
 # run. Every exported epoch is an fp16 EMA network of about 3.9 MB; 4 go in each returned file (16 MiB at most) and
 # all returned files together must stay under 64 MiB, so 16 exports in all.
 RECIPE_RUNS=${RECIPE_RUNS:-"improved-no-flip;5 10;--recipe improved --epochs 10 --no-flip
-improved-no-lr-schedule;5 10;--recipe improved --epochs 10 --lr-schedule constant --lr-warmup-steps 0
+improved-no-lr-schedule;5 10;--recipe improved --epochs 10 --lr-schedule constant --lr-warmup-steps 0 --lr-decay-steps none
 improved-ema-0.2;5 10;--recipe improved --epochs 10 --ema-std 0.2
 conditional;5 10 15 20 25 30 35 40 45 50;--recipe improved --conditional --guidance 0"}
 export RECIPE_RUNS

@@ -143,3 +143,24 @@ def test_the_gpu_scripts_recipe_runs_come_back_as_exports_whose_kid_is_measured_
                                 data=str(data), device="cpu")
     assert list(kids) == [2] and 0 < kids[2] < 10
     assert [row.get("val_kid") for row in read_history(back / "runs" / "cond" / "history.csv")] == [None, kids[2]]
+
+
+def test_every_run_the_gpu_script_trains_by_default_is_a_valid_training_command(tmp_path: Path) -> None:
+    """The default RECIPE_RUNS of scripts/gpu_check.sh, each trained for one step at a tiny width: a wrong option
+    combination (as `--lr-schedule constant` over the improved recipe's decay steps was) fails here, not on a lent
+    GPU."""
+    import re
+    import shlex
+
+    text = (Path(epoch_kid.__file__).parent / "gpu_check.sh").read_text()
+    block = re.search(r'RECIPE_RUNS=\$\{RECIPE_RUNS:-"(.*?)"\}', text, re.DOTALL)
+    assert block, "scripts/gpu_check.sh has no default RECIPE_RUNS"
+    runs = [line.split(";") for line in block.group(1).splitlines() if line.strip()]
+    assert len(runs) >= 3 and all(len(run) == 3 for run in runs)
+    data = write_shapes(tmp_path / "data", per_class=12)
+    tiny = ["--widths", "8,16", "--block-depth", "1", "--image-size", "16", "--batch-size", "8", "--repeats", "1",
+            "--kid-every", "0", "--plot-images", "2", "--plot-steps", "2", "--max-steps", "1", "--device", "cpu",
+            "--no-progress", "--no-tensorboard"]
+    for name, _, options in runs:
+        assert main(["train", "--data", str(data), "--run-dir", str(tmp_path / name), *shlex.split(options),
+                     *tiny]) == 0, f"RECIPE_RUNS line {name}: {options}"
