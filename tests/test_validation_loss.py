@@ -35,7 +35,8 @@ def test_losses_measured_afterwards_are_the_historys_and_the_class_free_branch_i
     # an unconditional model (the built-in Keras example) on a run folder of its image size: one measurement
     folder = tmp_path / "run64"
     folder.mkdir()
-    RunConfig(data=DataConfig(path=str(data))).save(folder / "config.json")
+    RunConfig(data=DataConfig(path=str(write_shapes(tmp_path / "data64", per_class=12, size=64)))).save(
+        folder / "config.json")
     monkeypatch.setattr(sys, "argv", ["validation_loss.py", str(folder), "keras-example", "--device", "cpu"])
     capsys.readouterr()
     validation_loss.main()
