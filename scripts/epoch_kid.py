@@ -24,17 +24,15 @@ import argparse
 import math
 from pathlib import Path
 
+from ddim.cli.errors import one_line_errors
 from ddim.config import RunConfig
-from ddim.data import DataError, run_splits
+from ddim.data import run_splits
 from ddim.evaluation import keras_kid
-from ddim.integrity import CheckpointError
 from ddim.layout import RunLayout
-from ddim.limits import LimitError
 from ddim.loading import load_model
-from ddim.metrics.inception import InceptionError, extract_features, load_inception
-from ddim.reading import ReadError
+from ddim.metrics.inception import extract_features, load_inception
 from ddim.reports import read_history, write_history
-from ddim.runtime import DeviceError, resolve_device, resolve_runtime
+from ddim.runtime import resolve_device, resolve_runtime
 from ddim.seeding import EVALUATION, mix_seed
 
 WHOLE = ("epoch", "step")  # columns that read_history turns into floats and the history writes as integers
@@ -52,7 +50,6 @@ def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, dev
     train = config.train
     if guidance is not None and not config.model.conditional:
         raise SystemExit(f"--guidance {guidance}: {layout.config} is not a conditional run (it has no classes to guide)")
-    printed_only = kid_steps is not None or guidance is not None
     notes = " and ".join(([f"{kid_steps} DDIM steps"] if kid_steps is not None else [])
                          + ([f"guidance {guidance:g}"] if guidance is not None else []))
     history = read_history(layout.history)
@@ -78,7 +75,7 @@ def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, dev
         kids[epoch_of_step[step]] = kid
         print(f"epoch {epoch_of_step[step]} (step {step}, {source}): KID {kid:.4f}"
               f"{f' with {notes} (not written)' if notes else ''}", flush=True)
-    if printed_only:
+    if notes:  # another protocol than the run's: printed only
         return kids
     for row in history:
         row.update({key: int(row[key]) for key in WHOLE})
@@ -105,11 +102,9 @@ def main() -> None:
         parser.error(f"--kid-steps must be at least 1, got {args.kid_steps}")
     if args.guidance is not None and not (math.isfinite(args.guidance) and args.guidance >= 0):
         parser.error(f"--guidance must be a finite number of at least 0, got {args.guidance}")
-    try:
+    with one_line_errors("epoch_kid.py"):
         epoch_kids(args.run_dir, args.models, data=args.data, device=args.device,
                    inception_weights=args.inception_weights, kid_steps=args.kid_steps, guidance=args.guidance)
-    except (DataError, CheckpointError, InceptionError, DeviceError, ReadError, LimitError) as error:
-        raise SystemExit(f"epoch_kid.py: error: {error}") from None  # one line naming the file or value
 
 
 if __name__ == "__main__":

@@ -17,15 +17,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
+from ddim.cli.errors import one_line_errors
 from ddim.config import RunConfig
-from ddim.data import DataError, run_splits
+from ddim.data import run_splits
 from ddim.data.loader import DeviceImages
-from ddim.integrity import CheckpointError
 from ddim.layout import RunLayout
 from ddim.loading import load_model
 from ddim.network import NO_CLASS
-from ddim.reading import ReadError
-from ddim.runtime import DeviceError, resolve_device, resolve_runtime
+from ddim.runtime import resolve_device, resolve_runtime
 from ddim.training.step import validation_losses
 
 
@@ -54,7 +55,8 @@ def model_losses(run_dir: Path, models: list[str], *, data: str | None = None,
             known = len(model.origin.config.model.class_names)
             if int(splits.validation_labels.max()) >= known:
                 raise SystemExit(f"{source} knows {known} classes, fewer than {layout.config}'s images have")
-            ways = {"with classes": splits.validation_labels, "class-free": splits.validation_labels * 0 + NO_CLASS}
+            ways = {"with classes": splits.validation_labels,
+                    "class-free": np.full_like(splits.validation_labels, NO_CLASS)}
         measured[source] = {}
         for way, labels in ways.items():
             batches = DeviceImages(splits.validation, runtime.device, labels)
@@ -72,10 +74,8 @@ def main() -> None:
     parser.add_argument("--data", help="the run's images, where they are not where it was trained")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     args = parser.parse_args()
-    try:
+    with one_line_errors("validation_loss.py"):
         model_losses(args.run_dir, args.models, data=args.data, device=args.device)
-    except (DataError, CheckpointError, DeviceError, ReadError) as error:
-        raise SystemExit(f"validation_loss.py: error: {error}") from None  # one line naming the file or value
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from ..classes import ClassError
 from ..data import DataError
@@ -17,6 +19,21 @@ from ..reading import ReadError
 from ..runtime import DeviceError, use_compile_cache
 from ..training import TrainingError, TrainingInterrupted
 
+#: The errors a user's input or machine can cause (a file, a value, a device, the data): each says what and where in
+#: one line. ClassError (a usage error) and TrainingInterrupted (a clean stop) are told apart by run_command.
+USER_ERRORS = (DataError, CheckpointError, TrainingError, InceptionError, DeviceError, WriteError, LimitError,
+               ReadError)
+
+
+@contextmanager
+def one_line_errors(program: str) -> Iterator[None]:
+    """For the scripts beside the ``ddim`` command: a user error inside is ``PROGRAM: error: ...`` and exit
+    status 1, as ``ddim`` gives it, never a traceback."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        raise SystemExit(f"{program}: error: {error}") from None
+
 
 def run_command(args: argparse.Namespace) -> int:
     """Carry out the parsed command; returns its exit status (2: a usage error, 1: a failure, 130/143: stopped)."""
@@ -28,9 +45,7 @@ def run_command(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(f"ddim {args.command}: {stop}", file=sys.stderr)
         return stop.exit_code
-    except (DataError, CheckpointError, TrainingError, InceptionError, DeviceError, WriteError) as error:
-        return _say(args, error, 1)
-    except (LimitError, ReadError) as error:  # a number out of bounds, a planted or damaged file: named
+    except USER_ERRORS as error:  # also a number out of bounds, a planted or damaged file: named
         return _say(args, error, 1)
     except OSError as error:  # what the system refused (a name too long, no permission): the path and the reason
         where = f"{shorten(error.filename)}: " if error.filename is not None else ""
