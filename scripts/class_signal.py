@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import torch
 
+from ddim.cli.errors import one_line_errors
 from ddim.data import run_splits
 from ddim.diffusion import add_noise
 from ddim.loading import load_model
@@ -41,7 +42,6 @@ def class_errors(model, images: torch.Tensor, labels: torch.Tensor, time: float,
     return errors
 
 
-@torch.no_grad()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+")
@@ -49,7 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--times", default="0.3,0.6,0.9", help="diffusion times t (default: 0.3,0.6,0.9)")
     parser.add_argument("--data", default=None, help="the images (default: the run's own)")
     args = parser.parse_args(argv)
-    times = [float(t) for t in args.times.split(",")]
+    if args.num < 1:
+        parser.error(f"--num must be at least 1, got {args.num}")
+    try:
+        times = [float(t) for t in args.times.split(",")]
+    except ValueError:
+        parser.error(f"--times must be numbers separated by commas, got {args.times!r}")
+    if not all(0 <= t <= 1 for t in times):
+        parser.error(f"--times must lie in [0, 1], got {args.times!r}")
+    with one_line_errors("class_signal.py"):
+        return print_class_signal(parser, args, times)
+
+
+@torch.no_grad()
+def print_class_signal(parser: argparse.ArgumentParser, args: argparse.Namespace, times: list[float]) -> int:
+    """Print the table of :func:`main`, one row per checkpoint and time."""
     print("| checkpoint | step | t | error, true class | no class | wrong class | class gain |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for checkpoint in args.checkpoints:

@@ -40,7 +40,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ddim.classes import ClassError, resolve_classes
 from ddim.cli import main as ddim
+from ddim.cli.errors import one_line_errors
+from ddim.data import run_splits
 from ddim.export import PRETRAINED_FOLDER, training_info
 from ddim.files import write_text
 from ddim.plots import plot_guidance
@@ -134,15 +137,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None,
                         help="an export (ddim export) of an epoch of the run, published instead of its checkpoint")
     args = parser.parse_args(argv)
-    model, source, state = publish_results.published_state(Path(args.run_dir), args.model)
-    if not model.class_names:
-        parser.error(f"{args.model or args.run_dir} is not a class-conditional model (trained without --conditional)")
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        parser.error(f"--weights must be numbers separated by commas, got {args.weights!r}")
+    if not all(0 <= w < float("inf") for w in weights):
+        parser.error(f"--weights must be finite and at least 0, got {args.weights!r}")
+    classes = tuple(name.strip() for name in args.classes.split(","))
+    with one_line_errors("conditional_results.py"):
+        model, source, state = publish_results.published_state(Path(args.run_dir), args.model)
+        if not model.class_names:
+            parser.error(f"{args.model or args.run_dir} is not a class-conditional model (trained without "
+                         "--conditional)")
+        try:  # checked before hours of evaluation, not when the grid is drawn at the end
+            resolve_classes(model.class_names, list(classes), source=args.model or args.run_dir)
+        except ClassError as error:
+            parser.error(f"--classes: {error}")
+        run_splits(model.origin.config, data=args.data)  # a wrong --data is named now, not by the first evaluation
     checkpoint = str(source)
     info = training_info(state)
     extra = args.extra.split()
     common = [*(["--data", args.data] if args.data else []), "--kid-size", str(args.kid_size), "--subsets",
               str(args.subsets), "--subset-size", str(args.subset_size), *extra]
-    weights = [float(w) for w in args.weights.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     publish_results.main([args.run_dir, "--out", str(args.out), "--hardware", args.hardware, "--title",
                           "training history of the improved recipe, class-conditional (docs/results/conditional)",
@@ -154,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
                                  num=args.num_all), w) for w in sorted({0.0, 1.0, best})]
     plot_guidance({"validation": sweep, "all": everything}, args.out / "kid-vs-guidance.png",
                   title=f"KID and FID against the guidance weight, epoch {info['epoch']} of the conditional run")
-    classes = tuple(name.strip() for name in args.classes.split(","))
     command = class_grid(checkpoint, args.out / "classes.png", classes, best, extra)
     summary = {"checkpoint": checkpoint, **info,
                "sweep": sweep, "best_guidance": best, "all": everything,

@@ -47,11 +47,19 @@ def portable(value: Any, repo: Path = REPO) -> Any:
     return value
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help="JSON files to rewrite in place")
-    for file in parser.parse_args().files:
-        document = json.loads(file.read_text())
+    files = parser.parse_args(argv).files
+    documents = []
+    for file in files:  # every file read before any is rewritten: a wrong name leaves all of them as they were
+        try:
+            documents.append(json.loads(file.read_text()))
+        except OSError as error:
+            parser.error(f"{file}: {error.strerror or error}")
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            parser.error(f"{file} is not a JSON file ({error})")
+    for file, document in zip(files, documents):
         write_text(file, json.dumps(portable(document), indent=2) + "\n")
         print(f"portable: {file}")
 

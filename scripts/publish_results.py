@@ -29,6 +29,7 @@ import torch
 
 from ddim import __version__
 from ddim.checkpoint import load_training_state
+from ddim.cli.errors import one_line_errors
 from ddim.loading import load_model
 from ddim.export import BUILTIN_MODELS, export_model, is_exported, training_info
 from ddim.files import write_text
@@ -126,8 +127,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=None,
                         help="an export (ddim export) of an epoch of the run, published instead of its checkpoint")
     args = parser.parse_args(argv)
+    with one_line_errors("publish_results.py"):
+        publish(args)
+
+
+def publish(args: argparse.Namespace) -> None:
+    """Write what :func:`main`'s options ask for. The images of --quick-check are read first, so a wrong --data
+    stops it before anything is written."""
     model, checkpoint, state = published_state(args.run_dir, args.model)
     config = model.origin.config
+    splits = None
+    if args.quick_check == "yes":
+        from ddim.data import load_splits
+
+        splits = load_splits(dataclasses.replace(config.data, path=args.data or config.data.path),
+                             config.model.image_size)
     history = state["history"]
     epoch = history[-1]["epoch"] if history else 0
     args.out.mkdir(parents=True, exist_ok=True)
@@ -151,11 +165,8 @@ def main(argv: list[str] | None = None) -> None:
         "config": config.to_dict(),
     }
     write_text(args.out / "results.json", json.dumps(results, indent=2) + "\n")
-    if args.quick_check == "yes":
-        from ddim.data import load_splits
-
-        data = dataclasses.replace(config.data, path=args.data or config.data.path)
-        check = quick_check(model, load_splits(data, config.model.image_size))
+    if splits is not None:
+        check = quick_check(model, splits)
         write_text(args.out / "quick-check.json", json.dumps({"checkpoint": checkpoint.name, **check}, indent=2) + "\n")
         print(f"quick check: KID {check['kid_samples']:.3f} (noise {check['kid_noise']:.3f}, training flowers "
               f"{check['kid_train']:.3f})")

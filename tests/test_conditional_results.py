@@ -187,3 +187,29 @@ def test_with_the_conditional_run_published_the_results_section_leads_with_it(tm
     lead, reproduction = text.split("### The Keras example's recipe reproduced (`--checkpoint keras-example`")
     assert "### The improved recipe, class-conditional" in lead and "FID at 299 px against all 8,189" in reproduction
     assert reproduction.split("\n", 2)[2] in before  # the reproduction's own text is unchanged
+
+
+def test_wrong_inputs_are_named_before_any_evaluation(tmp_path: Path, capsys) -> None:
+    """A missing run, a class the model lacks, a missing data folder or a bad weight is one line before hours of
+    evaluation start, and nothing is written (the grid's classes were checked only at the end before)."""
+    data, run = write_shapes(tmp_path / "data", per_class=16), tmp_path / "run"
+    assert main(["train", "--data", str(data), "--run-dir", str(run), "--max-steps", "1", *TRAIN]) == 0
+    out = tmp_path / "published"
+    with pytest.raises(SystemExit) as stop:
+        results.main([str(tmp_path / "no-run"), "--out", str(out)])
+    assert str(stop.value) == f"conditional_results.py: error: checkpoint {tmp_path / 'no-run'} does not exist"
+    with pytest.raises(SystemExit) as stop:
+        results.main([str(run), "--out", str(out), "--data", str(tmp_path / "no-data"), "--classes",
+                      ",".join(SHAPE_CLASSES)])
+    assert str(stop.value).startswith(f"conditional_results.py: error: data folder {tmp_path / 'no-data'} does not "
+                                      "exist")
+    capsys.readouterr()
+    for options, message in ((["--classes", f"{SHAPE_CLASSES[0]},sunflower"],
+                              f"--classes: {run} has no class 'sunflower'"),
+                             (["--weights", "0,x"], "--weights must be numbers separated by commas, got '0,x'"),
+                             (["--weights", "0,-1"], "--weights must be finite and at least 0, got '0,-1'"),
+                             (["--weights", "0,inf"], "--weights must be finite and at least 0, got '0,inf'")):
+        with pytest.raises(SystemExit) as stop:
+            results.main([str(run), "--out", str(out), *options])
+        assert stop.value.code == 2 and message in capsys.readouterr().err, options
+    assert not out.exists()

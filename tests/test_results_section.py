@@ -163,6 +163,43 @@ def test_a_published_checkpoint_renders_its_history_and_wall_time(tmp_path: Path
     assert "; 14–28 images/s over the epochs" in text and "step_000000014 --builtin yes" in text
 
 
+def test_publishing_with_a_wrong_data_folder_or_checkpoint_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    """publish_results.py --quick-check yes reads its images before it writes: a missing --data folder is named in
+    one line (no traceback) and the output folder is not created; a missing run folder likewise."""
+    from test_checkpoint import TINY, trained_looking_model
+
+    from ddim.checkpoint import write_checkpoint
+    from ddim.config import RunConfig, TrainConfig
+
+    config = RunConfig(model=TINY, train=TrainConfig(epochs=1, batch_size=4))
+    write_checkpoint(tmp_path / "run" / "checkpoints" / "step_000000007", trained_looking_model(), config,
+                     {"step": 7, "history": []})
+    out = tmp_path / "results"
+    with pytest.raises(SystemExit) as stop:
+        publish.main([str(tmp_path / "run"), "--out", str(out), "--quick-check", "yes",
+                      "--data", str(tmp_path / "no-such-flowers")])
+    assert str(stop.value) == (f"publish_results.py: error: data folder {tmp_path / 'no-such-flowers'} does not "
+                               "exist (use --data flowers102 to download Oxford Flowers 102)")
+    assert not out.exists()
+    with pytest.raises(SystemExit) as stop:
+        publish.main([str(tmp_path / "no-such-run"), "--out", str(out)])
+    assert str(stop.value) == f"publish_results.py: error: checkpoint {tmp_path / 'no-such-run'} does not exist"
+
+
+def test_the_class_signal_probe_names_wrong_options_and_checkpoints(tmp_path: Path, capsys) -> None:
+    """scripts/class_signal.py: a missing checkpoint is one line, not a traceback; --times and --num are checked."""
+    probe = load_script("class_signal")
+    with pytest.raises(SystemExit) as stop:
+        probe.main([str(tmp_path / "nothing")])
+    assert str(stop.value) == f"class_signal.py: error: checkpoint {tmp_path / 'nothing'} does not exist"
+    for options, message in ((["--times", "0.3,x"], "--times must be numbers separated by commas, got '0.3,x'"),
+                             (["--times", "0.5,1.5"], "--times must lie in [0, 1], got '0.5,1.5'"),
+                             (["--num", "0"], "--num must be at least 1, got 0")):
+        with pytest.raises(SystemExit) as stop:
+            probe.main([str(tmp_path / "nothing"), *options])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_final_results_writes_every_file_and_keeps_finished_work_when_run_again(tiny_run: Path, flowers: Path,
                                                                                tmp_path: Path) -> None:
     """scripts/final_results.sh end to end on a tiny run (small counts), then again as after an interruption."""
@@ -298,6 +335,26 @@ def test_published_results_carry_no_path_of_the_machine_they_were_measured_on(tm
     for file in published:
         if file.is_file():
             assert not [s for s in strings(json.loads(file.read_text())) if s.startswith("/")], file
+
+
+def test_making_files_portable_rewrites_them_in_place_or_names_the_file_it_cannot_read(tmp_path: Path,
+                                                                                    capsys) -> None:
+    """portable_results.py FILE...: paths rewritten in place; a missing or non-JSON file is one line and leaves every
+    file as it was (all are read before any is written)."""
+    portable = load_script("portable_results")
+    good = tmp_path / "evaluate.json"
+    good.write_text(json.dumps({"reference": {"folder": "/data/flowers102"}}))
+    before = good.read_text()
+    for wrong, message in ((tmp_path / "missing.json", f"{tmp_path / 'missing.json'}: No such file or directory"),
+                           (tmp_path / "notes.txt", f"{tmp_path / 'notes.txt'} is not a JSON file")):
+        if wrong.name == "notes.txt":
+            wrong.write_text("not json")
+        with pytest.raises(SystemExit) as stop:
+            portable.main([str(good), str(wrong)])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+        assert good.read_text() == before
+    portable.main([str(good)])
+    assert json.loads(good.read_text()) == {"reference": {"folder": "flowers102"}}
 
 
 def test_the_kid_curves_legend_sits_below_the_curves_and_wraps_long_labels(tmp_path: Path, monkeypatch) -> None:
