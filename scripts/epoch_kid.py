@@ -2,7 +2,7 @@
 weights, say), measured afterwards from checkpoints or exports of chosen epochs, with the protocol training uses.
 
     python scripts/epoch_kid.py RUN_DIR MODEL [MODEL ...] [--data DIR] [--device cpu] [--inception-weights FILE]
-                                [--kid-steps N] [--guidance G]
+                                [--kid-steps N] [--guidance G] [--csv FILE]
 
 MODEL: a checkpoint folder of the run (``RUN_DIR/checkpoints/step_*``) or a file written by ``ddim export`` from one
 (fp16 weights are what a GPU machine can bring back; they move the KID by far less than its noise, see the test). The
@@ -16,11 +16,17 @@ protocol): how much of a per-epoch KID is the protocol's few-step sampler rather
 likewise measures a conditional run at another guidance weight and only prints: a run whose history is at guidance 0
 (the network's class-free branch, trained on ``class_dropout`` of the images) shows there what its conditional
 samples (``--guidance 1``) would score.
+
+``--csv FILE`` also records each measurement as a row of FILE (epoch, step, guidance, kid_steps, kid), the
+printed-only ones included; a row measured again (the same epoch, guidance and steps) is replaced, the others kept.
+scripts/recipe_results.py publishes a run's ``guided-kid.csv`` beside its history (the guided per-epoch KID curves).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import math
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from ddim.cli.errors import one_line_errors
 from ddim.config import RunConfig
 from ddim.data import run_splits
 from ddim.evaluation import keras_kid
+from ddim.files import write_text
 from ddim.layout import RunLayout
 from ddim.loading import load_model
 from ddim.metrics.inception import extract_features, load_inception
@@ -36,13 +43,37 @@ from ddim.runtime import resolve_device, resolve_runtime
 from ddim.seeding import EVALUATION, mix_seed
 
 WHOLE = ("epoch", "step")  # columns that read_history turns into floats and the history writes as integers
+CSV_COLUMNS = ("epoch", "step", "guidance", "kid_steps", "kid")
+
+
+def record(path: Path, rows: list[dict]) -> None:
+    """Put ``rows`` (:data:`CSV_COLUMNS`) into the CSV at ``path``: a row with the same epoch, guidance and
+    kid_steps as one already there replaces it; the file stays sorted by guidance, steps and epoch."""
+    def key(row: dict) -> tuple[float, int, int]:
+        return float(row["guidance"]), int(row["kid_steps"]), int(row["epoch"])
+
+    kept = {}
+    if path.is_file():
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+                raise SystemExit(f"--csv {path}: not a file this script wrote (its columns are "
+                                 f"{', '.join(reader.fieldnames or ())}, expected {', '.join(CSV_COLUMNS)})")
+            kept = {key(row): row for row in reader}
+    kept.update({key(row): row for row in rows})
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept[k] for k in sorted(kept))
+    write_text(path, text.getvalue())
 
 
 def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, device: str = "auto",
                inception_weights: str | None = None, kid_steps: int | None = None,
-               guidance: float | None = None) -> dict[int, float]:
+               guidance: float | None = None, csv_file: Path | None = None) -> dict[int, float]:
     """``{epoch: KID}`` for each of ``models`` (see the module's text), also written into the run's history unless
-    ``kid_steps`` (DDIM steps other than the run's) or ``guidance`` (a weight other than the run's) is given."""
+    ``kid_steps`` (DDIM steps other than the run's) or ``guidance`` (a weight other than the run's) is given, and
+    into ``csv_file`` (:func:`record`) where given."""
     layout = RunLayout(Path(run_dir))
     if not layout.history.is_file():
         raise SystemExit(f"{layout.history} does not exist: RUN_DIR must be the run folder the models come from")
@@ -59,6 +90,9 @@ def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, dev
     extractor = load_inception(inception_weights or train.inception_weights, train.kid_image_size, runtime.device)
     real = extract_features(extractor.to(runtime.device), splits.validation)
     labels = splits.validation_labels.tolist() if config.model.conditional else None
+    if csv_file is not None:
+        record(Path(csv_file), [])  # a file of another kind is refused now, not after the measurements
+    steps, weight = kid_steps or train.kid_steps, train.guidance if guidance is None else guidance
     kids: dict[int, float] = {}
     for source in models:
         model = load_model(source, device=runtime.device).to(memory_format=runtime.memory_format())  # as trained
@@ -68,13 +102,16 @@ def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, dev
                              f"(its epochs end at steps {', '.join(map(str, sorted(epoch_of_step)))})")
         if model.origin.config.model != config.model:
             raise SystemExit(f"{source}: its network settings are not those of {layout.config}")
-        kid = keras_kid(model, extractor, real, count=len(splits.validation), steps=kid_steps or train.kid_steps,
+        kid = keras_kid(model, extractor, real, count=len(splits.validation), steps=steps,
                         seed=mix_seed(train.seed, EVALUATION), batch_size=train.kid_batch_size,
                         generation_batch_size=train.eval_batch_size, runtime=runtime, labels=labels,
-                        guidance=train.guidance if guidance is None else guidance)
+                        guidance=weight)
         kids[epoch_of_step[step]] = kid
         print(f"epoch {epoch_of_step[step]} (step {step}, {source}): KID {kid:.4f}"
-              f"{f' with {notes} (not written)' if notes else ''}", flush=True)
+              f"{f' with {notes} (not written into the history)' if notes else ''}", flush=True)
+        if csv_file is not None:  # at once: a long series stopped midway keeps what it measured
+            record(Path(csv_file), [{"epoch": epoch_of_step[step], "step": step, "guidance": f"{weight:g}",
+                                     "kid_steps": steps, "kid": kid}])
     if notes:  # another protocol than the run's: printed only
         return kids
     for row in history:
@@ -97,6 +134,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=None,
                         help="a conditional run's guidance weight instead of the run's; only prints, the history is "
                              "kept")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="also record each measurement in this CSV (epoch, step, guidance, kid_steps, kid)")
     args = parser.parse_args()
     if args.kid_steps is not None and args.kid_steps < 1:
         parser.error(f"--kid-steps must be at least 1, got {args.kid_steps}")
@@ -104,7 +143,8 @@ def main() -> None:
         parser.error(f"--guidance must be a finite number of at least 0, got {args.guidance}")
     with one_line_errors("epoch_kid.py"):
         epoch_kids(args.run_dir, args.models, data=args.data, device=args.device,
-                   inception_weights=args.inception_weights, kid_steps=args.kid_steps, guidance=args.guidance)
+                   inception_weights=args.inception_weights, kid_steps=args.kid_steps, guidance=args.guidance,
+                   csv_file=args.csv)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,17 @@ as many epochs: the comparison at equal training images, whatever a run's length
 Markdown table, the Keras example's row first) and OUT/kid.png (every run's per-epoch KID against epochs, the Keras
 example's curve from docs/results/history.csv first), and puts the table into README.md between its recipe-table
 markers (--readme none: leave the README alone). Run again as the runs go on: it replaces what it wrote.
+
+A conditional run whose folder holds ``guided-kid.csv`` (``scripts/epoch_kid.py RUN_DIR CHECKPOINT... --guidance W
+--csv RUN_DIR/guided-kid.csv``: the same network's per-epoch KID at other guidance weights, same protocol) also gets
+that file copied, one curve per weight in the plot, and a table (epochs the file holds; the Keras example's KID, the
+run's own and each weight's) in OUT/guided-table.md and the README between its guided-table markers.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import shutil
@@ -31,6 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 TABLE_BEGIN = "<!-- recipe table: begin (written by scripts/recipe_results.py from docs/results/recipe) -->"
 TABLE_END = "<!-- recipe table: end -->"
+GUIDED_BEGIN = "<!-- guided table: begin (written by scripts/recipe_results.py from docs/results/recipe) -->"
+GUIDED_END = "<!-- guided table: end -->"
+GUIDED_FILE = "guided-kid.csv"  #: scripts/epoch_kid.py --csv, in a run folder
 KERAS_HISTORY = REPO / "docs" / "results" / "history.csv"
 KERAS_LABEL = "Keras example (the default recipe)"
 EPOCHS_SHOWN = (5, 10)
@@ -90,12 +99,51 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_with_table(readme: str, markdown: str) -> str:
-    """``readme`` with the text between its recipe-table markers replaced by the table ``markdown``."""
-    begin, end = readme.find(TABLE_BEGIN), readme.find(TABLE_END)
+def guided_kids(run: Path, config: RunConfig) -> dict[float, dict[int, float]]:
+    """``{guidance: {epoch: KID}}`` from the run's guided-kid.csv: the weights other than the run's own, measured
+    with its per-epoch protocol's steps ({} where the file is absent)."""
+    file = run / GUIDED_FILE
+    if not file.is_file():
+        return {}
+    found: dict[float, dict[int, float]] = {}
+    with open(file, newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                guidance, steps, epoch, kid = (float(row["guidance"]), int(row["kid_steps"]), int(row["epoch"]),
+                                               float(row["kid"]))
+            except (KeyError, TypeError, ValueError):
+                raise SystemExit(f"{file}: not a file of scripts/epoch_kid.py --csv (row {dict(row)})") from None
+            if steps == config.train.kid_steps and guidance != config.train.guidance:
+                found.setdefault(guidance, {})[epoch] = kid
+    return dict(sorted(found.items()))
+
+
+def guided_table(label: str, own_guidance: float, history: list[dict[str, float]],
+                 guided: dict[float, dict[int, float]], keras: list[dict[str, float]]) -> str:
+    """A run's per-epoch KID at each guidance weight beside its own and the Keras example's, one row per epoch that
+    a weight was measured at (an empty cell: not measured)."""
+    def cell(value: float | None) -> str:
+        return "" if value is None else f"{value:.3f}"
+
+    epochs = sorted({epoch for kids in guided.values() for epoch in kids})
+    header = ["after epoch", "Keras example (unconditional)", f"guidance {own_guidance:g} (the run's history)",
+              *(f"guidance {weight:g}" for weight in guided)]
+    lines = [f"Per-epoch KID of *{label}* at each guidance weight:", "",
+             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for epoch in epochs:
+        cells = [str(epoch), cell(kid_at(keras, epoch)), cell(kid_at(history, epoch)),
+                 *(cell(kids.get(epoch)) for kids in guided.values())]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_table(readme: str, markdown: str, begin_marker: str = TABLE_BEGIN, end_marker: str = TABLE_END,
+                      name: str = "recipe-table") -> str:
+    """``readme`` with the text between two markers (the recipe table's by default) replaced by ``markdown``."""
+    begin, end = readme.find(begin_marker), readme.find(end_marker)
     if begin < 0 or end < begin:
-        raise SystemExit(f"the README has no recipe-table markers ({TABLE_BEGIN!r} … {TABLE_END!r})")
-    return readme[:begin + len(TABLE_BEGIN)] + "\n\n" + markdown + "\n" + readme[end:]
+        raise SystemExit(f"the README has no {name} markers ({begin_marker!r} … {end_marker!r})")
+    return readme[:begin + len(begin_marker)] + "\n\n" + markdown + "\n" + readme[end:]
 
 
 def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, title: str | None = None) -> list[dict]:
@@ -105,6 +153,7 @@ def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, titl
     rows = [summary(KERAS_LABEL, keras, {})]
     rows[0]["changes"] = None  # the baseline: the published run of the default recipe
     curves = {KERAS_LABEL: keras}
+    guided_tables: list[str] = []
     reference = None
     for label, run in runs:
         config = RunConfig.load(run / "config.json")
@@ -112,14 +161,25 @@ def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, titl
         history = read_history(run / "history.csv") if (run / "history.csv").is_file() else []
         target = out / run.name
         target.mkdir(exist_ok=True)
-        for name in ("history.csv", "config.json"):
+        for name in ("history.csv", "config.json", GUIDED_FILE):
             if (run / name).is_file() and (target / name).resolve() != (run / name).resolve():
                 shutil.copyfile(run / name, target / name)  # (a published folder given as RUN_DIR is kept)
         row = summary(label, history, differences(config, reference))
         rows.append({**row, "keras_kid_same_epochs": kid_at(keras, row["epochs"]), "folder": run.name})
         curves[label] = history
+        guided = guided_kids(run, config)
+        for weight, kids in guided.items():  # listed right under the run's own curve, so named short
+            name = f"└ the same network at guidance {weight:g}"
+            curves[name if name not in curves else f"{label}: the same network at guidance {weight:g}"] = [
+                {"epoch": epoch, "val_kid": kid} for epoch, kid in sorted(kids.items())]
+        if guided:
+            guided_tables.append(guided_table(label, config.train.guidance, history, guided, keras))
     write_text(out / "runs.json", json.dumps({"images_per_epoch": IMAGES_PER_EPOCH, "runs": rows}, indent=2) + "\n")
     write_text(out / "table.md", table(rows))
+    if guided_tables:
+        write_text(out / "guided-table.md", "\n".join(guided_tables))
+    elif (out / "guided-table.md").is_file():
+        (out / "guided-table.md").unlink()  # no run has guided measurements any more
     plot_kid_curves(curves, out / "kid.png", title=title or "validation KID per epoch at equal training images",
                     subtitle="75 px Inception, 1,638 generated (ddim, 5 steps) vs the 1,638 validation images",
                     max_epoch=max_epoch, xlabel=f"epoch ({IMAGES_PER_EPOCH:,} training images each)")
@@ -144,10 +204,16 @@ def main(argv: list[str] | None = None) -> None:
         runs.append((label, Path(folder)))
     markdown = table(publish(runs, args.out, args.max_epoch, args.title))
     print(markdown, end="")
+    guided = args.out / "guided-table.md"
+    if guided.is_file():
+        print("\n" + guided.read_text(), end="")
     if args.readme != "none":
         readme = Path(args.readme)
-        write_text(readme, readme_with_table(readme.read_text(), markdown))
-        print(f"{readme}: recipe table rewritten")
+        text = readme_with_table(readme.read_text(), markdown)
+        if guided.is_file():
+            text = readme_with_table(text, guided.read_text(), GUIDED_BEGIN, GUIDED_END, "guided-table")
+        write_text(readme, text)
+        print(f"{readme}: recipe table{' and guided table' if guided.is_file() else ''} rewritten")
 
 
 if __name__ == "__main__":

@@ -73,10 +73,30 @@ def test_kid_measured_afterwards_is_the_kid_training_measured(tmp_path: Path, mo
                                       "--guidance", "1"])
     epoch_kid.main()
     printed = capsys.readouterr().out
-    assert "with guidance 1 (not written)" in printed
+    assert "with guidance 1 (not written into the history)" in printed
     guided = float(printed.split("KID ")[1].split()[0])
     assert guided != pytest.approx(measured[2], abs=1e-4)
     assert layout.history.read_text() == before
+
+    # --csv records every measurement, printed-only or not; one measured again replaces its row.
+    table = tmp_path / "guided-kid.csv"
+    monkeypatch.setattr(sys, "argv", ["epoch_kid.py", str(run), *map(str, checkpoints), "--device", "cpu",
+                                      "--guidance", "1", "--csv", str(table)])
+    epoch_kid.main()
+    epoch_kid.epoch_kids(run, [str(checkpoints[-1])], device="cpu", csv_file=table)  # the run's protocol
+    epoch_kid.epoch_kids(run, [str(checkpoints[-1])], device="cpu", guidance=1.0, csv_file=table)  # again
+    with open(table, newline="") as handle:
+        rows = [(row["epoch"], row["step"], row["guidance"], row["kid_steps"], float(row["kid"]))
+                for row in csv.DictReader(handle)]
+    step = str(int(read_history(layout.history)[-1]["step"]))
+    assert [row[:4] for row in rows] == [("2", step, "0", "5"), ("1", str(int(step) // 2), "1", "5"),
+                                         ("2", step, "1", "5")]
+    assert rows[0][4] == pytest.approx(measured[2], abs=1e-6) and rows[2][4] == pytest.approx(guided, abs=1e-4)
+    foreign = tmp_path / "other.csv"
+    foreign.write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit, match=r"--csv .*other.csv: not a file this script wrote \(its columns are a, b"):
+        epoch_kid.epoch_kids(run, [str(checkpoints[-1])], device="cpu", csv_file=foreign)
+    assert foreign.read_text() == "a,b\n1,2\n"
 
 
 def test_a_folder_that_is_not_the_run_is_named(tmp_path: Path) -> None:

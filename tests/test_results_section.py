@@ -163,6 +163,54 @@ def test_a_published_checkpoint_renders_its_history_and_wall_time(tmp_path: Path
     assert "; 14–28 images/s over the epochs" in text and "step_000000014 --builtin yes" in text
 
 
+def test_a_runs_guided_kid_file_becomes_curves_a_table_and_the_readmes_guided_table(tmp_path: Path,
+                                                                                     monkeypatch) -> None:
+    """A conditional run with guided-kid.csv (epoch_kid.py --csv): the file is copied, each weight other than the
+    run's own becomes a curve, and a table by epoch (Keras example, the run's history, each weight) goes into
+    guided-table.md and between the README's guided-table markers; rows of another step count are left out."""
+    from ddim.config import RunConfig, TrainConfig
+    from ddim.reports import write_history
+
+    recipe_results = load_script("recipe_results")
+    run = tmp_path / "runs" / "conditional"
+    run.mkdir(parents=True)
+    RunConfig(train=TrainConfig(ema_std=0.1, guidance=0.0)).save(run / "config.json")
+    write_history([{"epoch": e, "step": 511 * e, "val_kid": 1.0 / e} for e in range(1, 21)], run / "history.csv")
+    (run / "guided-kid.csv").write_text("epoch,step,guidance,kid_steps,kid\n"
+                                        "18,9198,0,20,0.9\n"  # 20 steps: another protocol, not shown
+                                        "18,9198,1,5,0.652\n19,9709,1,5,0.64\n18,9198,2,5,0.51\n")
+    plotted = {}
+    monkeypatch.setattr(recipe_results, "plot_kid_curves", lambda curves, path, **_: plotted.update(curves))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n{recipe_results.TABLE_BEGIN}\nold\n{recipe_results.TABLE_END}\nb\n"
+                      f"{recipe_results.GUIDED_BEGIN}\nold\n{recipe_results.GUIDED_END}\nc\n")
+    out = tmp_path / "recipe"
+    recipe_results.main(["--run", f"cond={run}", "--out", str(out), "--readme", str(readme)])
+    assert (out / "conditional" / "guided-kid.csv").read_text() == (run / "guided-kid.csv").read_text()
+    assert plotted["└ the same network at guidance 1"] == [{"epoch": 18, "val_kid": 0.652},
+                                                               {"epoch": 19, "val_kid": 0.64}]
+    assert plotted["└ the same network at guidance 2"] == [{"epoch": 18, "val_kid": 0.51}]
+    assert list(plotted)[1:] == ["cond", "└ the same network at guidance 1", "└ the same network at guidance 2"]
+    guided = (out / "guided-table.md").read_text()
+    assert guided.splitlines() == [
+        "Per-epoch KID of *cond* at each guidance weight:", "",
+        "| after epoch | Keras example (unconditional) | guidance 0 (the run's history) | guidance 1 | guidance 2 |",
+        "| --- | --- | --- | --- | --- |",
+        "| 18 | 0.702 | 0.056 | 0.652 | 0.510 |",  # the Keras example's row: docs/results/history.csv
+        "| 19 | 0.665 | 0.053 | 0.640 |  |"]
+    text = readme.read_text()
+    assert text.endswith(f"{recipe_results.GUIDED_BEGIN}\n\n{guided}\n{recipe_results.GUIDED_END}\nc\n")
+    assert "old" not in text
+
+    readme.write_text(f"{recipe_results.TABLE_BEGIN}\n{recipe_results.TABLE_END}\n")
+    with pytest.raises(SystemExit, match="the README has no guided-table markers"):
+        recipe_results.main(["--run", f"cond={run}", "--out", str(out), "--readme", str(readme)])
+    (run / "guided-kid.csv").unlink()  # published again without it: no table left behind
+    plotted.clear()
+    recipe_results.main(["--run", f"cond={run}", "--out", str(out), "--readme", "none"])
+    assert not (out / "guided-table.md").exists() and len(plotted) == 2
+
+
 def test_publishing_with_a_wrong_data_folder_or_checkpoint_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     """publish_results.py --quick-check yes reads its images before it writes: a missing --data folder is named in
     one line (no traceback) and the output folder is not created; a missing run folder likewise."""
@@ -289,6 +337,11 @@ def test_the_readmes_recipe_table_is_the_published_one() -> None:
     published = (REPO / "docs" / "results" / "recipe" / "table.md").read_text()
     assert recipe_results.readme_with_table(readme, published) == readme, \
         "README.md's recipe table is stale: run scripts/recipe_results.py (see the README's recipe section)"
+    guided = REPO / "docs" / "results" / "recipe" / "guided-table.md"
+    if guided.is_file():  # the guided per-epoch KID of the conditional run, likewise
+        assert recipe_results.readme_with_table(readme, guided.read_text(), recipe_results.GUIDED_BEGIN,
+                                                recipe_results.GUIDED_END, "guided-table") == readme, \
+            "README.md's guided table is stale: run scripts/recipe_results.py (see the README's recipe section)"
 
 
 def test_the_recipe_table_names_a_conditional_networks_class_conditioning_only_where_it_is_not_todays() -> None:
