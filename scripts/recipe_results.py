@@ -162,8 +162,12 @@ def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, titl
         target = out / run.name
         target.mkdir(exist_ok=True)
         for name in ("history.csv", "config.json", GUIDED_FILE):
-            if (run / name).is_file() and (target / name).resolve() != (run / name).resolve():
-                shutil.copyfile(run / name, target / name)  # (a published folder given as RUN_DIR is kept)
+            if (target / name).resolve() == (run / name).resolve():
+                continue  # a published folder given as RUN_DIR is kept
+            if (run / name).is_file():
+                shutil.copyfile(run / name, target / name)
+            elif name == GUIDED_FILE and (target / name).is_file():
+                (target / name).unlink()  # the run has no guided measurements (any more): no stale copy
         row = summary(label, history, differences(config, reference))
         rows.append({**row, "keras_kid_same_epochs": kid_at(keras, row["epochs"]), "folder": run.name})
         curves[label] = history

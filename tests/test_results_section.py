@@ -209,6 +209,7 @@ def test_a_runs_guided_kid_file_becomes_curves_a_table_and_the_readmes_guided_ta
     plotted.clear()
     recipe_results.main(["--run", f"cond={run}", "--out", str(out), "--readme", "none"])
     assert not (out / "guided-table.md").exists() and len(plotted) == 2
+    assert not (out / "conditional" / "guided-kid.csv").exists()
 
 
 def test_publishing_with_a_wrong_data_folder_or_checkpoint_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
