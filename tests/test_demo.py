@@ -315,6 +315,22 @@ def test_the_card_falls_back_to_the_runs_history_and_to_the_exported_metadata(ru
     assert "| training images seen | unknown |" in card_markdown(card)
 
 
+def test_the_page_title_names_a_builtin_model_as_checkpoint_takes_it(tmp_path: Path, monkeypatch) -> None:
+    """The page of a built-in model is titled by its --checkpoint names (the file name of the package's copy told a
+    user nothing); any other exported file by its own name."""
+    from ddim import export
+    from ddim.config import ModelConfig, RunConfig
+    from ddim.demo.card import read_card, title
+    from ddim.model import DiffusionModel
+
+    bare = DiffusionModel(ModelConfig(image_size=16, widths=(8, 16), block_depth=1))
+    file = export.export_model(bare, RunConfig(model=bare.config), tmp_path / "flowers.safetensors")
+    assert title(read_card(ddim.load(file))) == "flowers.safetensors"
+    monkeypatch.setitem(export.BUILTIN_MODELS, "pretrained", file)
+    monkeypatch.setitem(export.BUILTIN_MODELS, "flowers-by-name", file)
+    assert title(read_card(ddim.load("pretrained"))) == "pretrained / flowers-by-name (built in)"
+
+
 def test_ddim_demo_without_the_builtin_model_says_so_in_one_line(capsys, monkeypatch, tmp_path: Path) -> None:
     from ddim import export
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import read_training_state
+from ..export import builtin_names
 from ..integrity import CheckpointError, read_metadata
 from ..layout import CheckpointLayout
 from ..model import DiffusionModel
@@ -142,11 +143,15 @@ def _count(value: int | None) -> str:
 
 
 def title(card: Card) -> str:
-    """A short name: ``flowers, step 4,000`` for a run's checkpoint, the file's name for an exported model."""
+    """A short name: ``flowers, step 4,000`` for a run's checkpoint, the ``--checkpoint`` names of a built-in model
+    (``pretrained (built in)``), the file's name for another exported model."""
     source = Path(card.source)
     run = CheckpointLayout(source).run
     if run is not None and card.step is not None:
         return f"{run.root.name}, step {card.step:,}"
+    names = builtin_names(source)
+    if names:
+        return f"{' / '.join(names)} (built in)"
     return source.name or "model"
 
 
