@@ -46,21 +46,28 @@ WHOLE = ("epoch", "step")  # columns that read_history turns into floats and the
 CSV_COLUMNS = ("epoch", "step", "guidance", "kid_steps", "kid")
 
 
+def _key(row: dict) -> tuple[float, int, int]:
+    """A --csv row's identity: a row measured again with the same guidance, steps and epoch replaces it."""
+    return float(row["guidance"]), int(row["kid_steps"]), int(row["epoch"])
+
+
+def recorded(path: Path) -> dict[tuple[float, int, int], dict]:
+    """The rows of a --csv file by :func:`_key` ({} where it does not exist yet); a file of another kind is refused."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise SystemExit(f"--csv {path}: not a file this script wrote (its columns are "
+                             f"{', '.join(reader.fieldnames or ())}, expected {', '.join(CSV_COLUMNS)})")
+        return {_key(row): row for row in reader}
+
+
 def record(path: Path, rows: list[dict]) -> None:
     """Put ``rows`` (:data:`CSV_COLUMNS`) into the CSV at ``path``: a row with the same epoch, guidance and
     kid_steps as one already there replaces it; the file stays sorted by guidance, steps and epoch."""
-    def key(row: dict) -> tuple[float, int, int]:
-        return float(row["guidance"]), int(row["kid_steps"]), int(row["epoch"])
-
-    kept = {}
-    if path.is_file():
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-                raise SystemExit(f"--csv {path}: not a file this script wrote (its columns are "
-                                 f"{', '.join(reader.fieldnames or ())}, expected {', '.join(CSV_COLUMNS)})")
-            kept = {key(row): row for row in reader}
-    kept.update({key(row): row for row in rows})
+    kept = recorded(path)
+    kept.update({_key(row): row for row in rows})
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -91,7 +98,7 @@ def epoch_kids(run_dir: Path, models: list[str], *, data: str | None = None, dev
     real = extract_features(extractor.to(runtime.device), splits.validation)
     labels = splits.validation_labels.tolist() if config.model.conditional else None
     if csv_file is not None:
-        record(Path(csv_file), [])  # a file of another kind is refused now, not after the measurements
+        recorded(Path(csv_file))  # a file of another kind is refused now, not after the measurements
     steps, weight = kid_steps or train.kid_steps, train.guidance if guidance is None else guidance
     kids: dict[int, float] = {}
     for source in models:

@@ -20,7 +20,6 @@ run's own and each weight's) in OUT/guided-table.md and the README between its g
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import shutil
@@ -105,16 +104,14 @@ def guided_kids(run: Path, config: RunConfig) -> dict[float, dict[int, float]]:
     file = run / GUIDED_FILE
     if not file.is_file():
         return {}
+    try:
+        rows = [(row["guidance"], int(row["kid_steps"]), int(row["epoch"]), row["kid"]) for row in read_history(file)]
+    except (KeyError, ValueError) as error:
+        raise SystemExit(f"{file}: not a file of scripts/epoch_kid.py --csv ({error!r})") from None
     found: dict[float, dict[int, float]] = {}
-    with open(file, newline="") as handle:
-        for row in csv.DictReader(handle):
-            try:
-                guidance, steps, epoch, kid = (float(row["guidance"]), int(row["kid_steps"]), int(row["epoch"]),
-                                               float(row["kid"]))
-            except (KeyError, TypeError, ValueError):
-                raise SystemExit(f"{file}: not a file of scripts/epoch_kid.py --csv (row {dict(row)})") from None
-            if steps == config.train.kid_steps and guidance != config.train.guidance:
-                found.setdefault(guidance, {})[epoch] = kid
+    for guidance, steps, epoch, kid in rows:
+        if steps == config.train.kid_steps and guidance != config.train.guidance:
+            found.setdefault(guidance, {})[epoch] = kid
     return dict(sorted(found.items()))
 
 
