@@ -38,6 +38,7 @@ TABLE_BEGIN = "<!-- recipe table: begin (written by scripts/recipe_results.py fr
 TABLE_END = "<!-- recipe table: end -->"
 GUIDED_BEGIN = "<!-- guided table: begin (written by scripts/recipe_results.py from docs/results/recipe) -->"
 GUIDED_END = "<!-- guided table: end -->"
+DEFAULT_TABLE = "recipe"  #: --table: the README's tables of docs/results/recipe, under the markers above
 GUIDED_FILE = "guided-kid.csv"  #: scripts/epoch_kid.py --csv, in a run folder
 KERAS_HISTORY = REPO / "docs" / "results" / "history.csv"
 KERAS_LABEL = "Keras example (the default recipe)"
@@ -73,17 +74,24 @@ def kid_at(history: list[dict[str, float]], epoch: int) -> float | None:
 
 
 def summary(label: str, history: list[dict[str, float]], changes: dict[str, str]) -> dict[str, Any]:
-    """One row of runs.json."""
+    """One row of runs.json; ``kid_last`` is the KID of the last epoch that has one, ``kid_last_epoch`` that epoch (a
+    run trained without per-epoch KID, measured afterwards at chosen epochs, may have run past it)."""
     last = history[-1] if history else {}
+    measured = [row for row in history if "val_kid" in row]
     return {"label": label, "changes": changes, "epochs": int(last.get("epoch", 0)),
             **{f"kid_epoch_{epoch}": kid_at(history, epoch) for epoch in EPOCHS_SHOWN},
-            "kid_last": last.get("val_kid")}
+            "kid_last": measured[-1]["val_kid"] if measured else None,
+            "kid_last_epoch": int(measured[-1]["epoch"]) if measured else None}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """runs.json as a Markdown table."""
     def cell(value: float | None) -> str:
         return "" if value is None else f"{value:.3f}"
+
+    def after(row: dict[str, Any]) -> str:  # the last KID's epoch, where the run went on without one
+        epoch = row.get("kid_last_epoch")
+        return f" (after epoch {epoch})" if epoch is not None and epoch != row["epochs"] else ""
 
     reference = next((row["label"] for row in rows if row["changes"] is not None), "the first run")
     header = ["run", f"differs from {reference} by", *(f"KID after epoch {e}" for e in EPOCHS_SHOWN),
@@ -93,7 +101,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         changes = ("the baseline (its published 50-epoch run)" if row["changes"] is None else
                    ", ".join(f"`{option} {value}`" for option, value in row["changes"].items()) or "—")
         lines.append(f"| {row['label']} | {changes} | " + " | ".join(cell(row[f'kid_epoch_{e}']) for e in EPOCHS_SHOWN)
-                     + f" | {row['epochs']} | {cell(row['kid_last'])} | "
+                     + f" | {row['epochs']} | {cell(row['kid_last'])}{after(row)} | "
                      + ("—" if row["changes"] is None else cell(row.get("keras_kid_same_epochs"))) + " |")
     return "\n".join(lines) + "\n"
 
@@ -134,6 +142,16 @@ def guided_table(label: str, own_guidance: float, history: list[dict[str, float]
     return "\n".join(lines) + "\n"
 
 
+def table_markers(name: str) -> tuple[str, str, str, str]:
+    """The README markers of ``--table NAME``: the recipe table's and guided table's begin and end markers (the ones
+    above for the default, ``<!-- NAME table: ... -->`` and ``<!-- NAME guided table: ... -->`` otherwise)."""
+    if name == DEFAULT_TABLE:
+        return TABLE_BEGIN, TABLE_END, GUIDED_BEGIN, GUIDED_END
+    written = f"(written by scripts/recipe_results.py --table {name})"
+    return (f"<!-- {name} table: begin {written} -->", f"<!-- {name} table: end -->",
+            f"<!-- {name} guided table: begin {written} -->", f"<!-- {name} guided table: end -->")
+
+
 def readme_with_table(readme: str, markdown: str, begin_marker: str = TABLE_BEGIN, end_marker: str = TABLE_END,
                       name: str = "recipe-table") -> str:
     """``readme`` with the text between two markers (the recipe table's by default) replaced by ``markdown``."""
@@ -166,7 +184,8 @@ def publish(runs: list[tuple[str, Path]], out: Path, max_epoch: int | None, titl
             elif name == GUIDED_FILE and (target / name).is_file():
                 (target / name).unlink()  # the run has no guided measurements (any more): no stale copy
         row = summary(label, history, differences(config, reference))
-        rows.append({**row, "keras_kid_same_epochs": kid_at(keras, row["epochs"]), "folder": run.name})
+        rows.append({**row, "keras_kid_same_epochs": kid_at(keras, row["kid_last_epoch"] or row["epochs"]),
+                     "folder": run.name})
         curves[label] = history
         guided = guided_kids(run, config)
         for weight, kids in guided.items():  # listed right under the run's own curve, so named short
@@ -196,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--title", default=None, help="the plot's title")
     parser.add_argument("--readme", default=str(README), help="the README whose recipe table to rewrite (default: "
                         "the repository's README.md; none: leave it alone)")
+    parser.add_argument("--table", default=DEFAULT_TABLE, metavar="NAME",
+                        help="which of the README's tables: the one between its '<!-- NAME table: begin ...' and "
+                        "'<!-- NAME table: end -->' markers (and its NAME guided table's) (default: recipe)")
     args = parser.parse_args(argv)
     runs = []
     for spec in args.run:
@@ -210,11 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         print("\n" + guided.read_text(), end="")
     if args.readme != "none":
         readme = Path(args.readme)
-        text = readme_with_table(readme.read_text(), markdown)
+        begin, end, guided_begin, guided_end = table_markers(args.table)
+        text = readme_with_table(readme.read_text(), markdown, begin, end, f"{args.table}-table")
         if guided.is_file():
-            text = readme_with_table(text, guided.read_text(), GUIDED_BEGIN, GUIDED_END, "guided-table")
+            guided_name = "guided-table" if args.table == DEFAULT_TABLE else f"{args.table} guided-table"
+            text = readme_with_table(text, guided.read_text(), guided_begin, guided_end, guided_name)
         write_text(readme, text)
-        print(f"{readme}: recipe table{' and guided table' if guided.is_file() else ''} rewritten")
+        print(f"{readme}: {args.table} table{' and guided table' if guided.is_file() else ''} rewritten")
 
 
 if __name__ == "__main__":

@@ -331,6 +331,37 @@ def test_the_recipe_comparison_tabulates_and_plots_every_run_beside_the_keras_ex
         recipe_results.main(["--out", str(out), "--readme", str(readme), f"--run=improved={runs[0][1]}"])
 
 
+def test_a_second_comparison_goes_between_its_own_named_markers_and_leaves_the_recipe_table_alone(
+        tmp_path: Path) -> None:
+    """``--table gpu`` writes the table between the README's gpu-table markers; the recipe table stays as it was, and a
+    README without gpu-table markers is refused by that name. A run with KID at chosen epochs only (measured
+    afterwards, as for a GPU run) shows its last measured KID with that epoch's Keras value."""
+    from ddim.config import RunConfig, TrainConfig
+    from ddim.reports import write_history
+
+    recipe_results = load_script("recipe_results")
+    folder = tmp_path / "runs" / "gpu-improved"
+    folder.mkdir(parents=True)
+    RunConfig(train=TrainConfig(ema_std=0.1, epochs=10)).save(folder / "config.json")
+    write_history([{"epoch": e, "step": 511 * e, **({"val_kid": 0.9 if e == 5 else 0.8} if e in (5, 10) else {})}
+                   for e in range(1, 13)], folder / "history.csv")  # trained 12 epochs, KID measured after 5 and 10
+    begin, end, _, _ = recipe_results.table_markers("gpu")
+    assert begin != recipe_results.TABLE_BEGIN and recipe_results.table_markers("recipe")[0] == recipe_results.TABLE_BEGIN
+    readme = tmp_path / "README.md"
+    original = f"{recipe_results.TABLE_BEGIN}\nkept\n{recipe_results.TABLE_END}\n{begin}\nold\n{end}\n"
+    readme.write_text(original)
+    out = tmp_path / "recipe-gpu"
+    recipe_results.main(["--out", str(out), "--readme", str(readme), "--table", "gpu", f"--run=on the GPU={folder}"])
+    table = (out / "table.md").read_text()
+    # the last KID is named with its epoch, and the Keras example's beside it is after as many epochs
+    assert "| on the GPU | — | 0.900 | 0.800 | 12 | 0.800 (after epoch 10) | 1.448 |" in table
+    assert readme.read_text() == (f"{recipe_results.TABLE_BEGIN}\nkept\n{recipe_results.TABLE_END}\n"
+                                  f"{begin}\n\n{table}\n{end}\n")
+    readme.write_text(original.replace(begin, ""))
+    with pytest.raises(SystemExit, match="no gpu-table markers"):
+        recipe_results.main(["--out", str(out), "--readme", str(readme), "--table", "gpu", f"--run=on the GPU={folder}"])
+
+
 def test_the_readmes_recipe_table_is_the_published_one() -> None:
     """README.md's recipe table is docs/results/recipe/table.md (rewritten by scripts/recipe_results.py)."""
     recipe_results = load_script("recipe_results")
@@ -343,6 +374,10 @@ def test_the_readmes_recipe_table_is_the_published_one() -> None:
         assert recipe_results.readme_with_table(readme, guided.read_text(), recipe_results.GUIDED_BEGIN,
                                                 recipe_results.GUIDED_END, "guided-table") == readme, \
             "README.md's guided table is stale: run scripts/recipe_results.py (see the README's recipe section)"
+    gpu = (REPO / "docs" / "results" / "recipe-gpu" / "table.md").read_text()  # the leave-one-out runs on a GPU
+    begin, end, _, _ = recipe_results.table_markers("gpu")
+    assert recipe_results.readme_with_table(readme, gpu, begin, end, "gpu-table") == readme, \
+        "README.md's gpu table is stale: run scripts/recipe_results.py --table gpu (see the README's recipe section)"
 
 
 def test_the_recipe_table_names_a_conditional_networks_class_conditioning_only_where_it_is_not_todays() -> None:
