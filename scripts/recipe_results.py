@@ -10,6 +10,8 @@ as many epochs: the comparison at equal training images, whatever a run's length
 Markdown table, the Keras example's row first) and OUT/kid.png (every run's per-epoch KID against epochs, the Keras
 example's curve from docs/results/history.csv first), and puts the table into README.md between its recipe-table
 markers (--readme none: leave the README alone). Run again as the runs go on: it replaces what it wrote.
+A second comparison (another folder, e.g. runs on another machine) takes ``--table NAME``: its table goes between
+the README's ``<!-- NAME table: begin ...`` and ``<!-- NAME table: end -->`` markers instead.
 
 A conditional run whose folder holds ``guided-kid.csv`` (``scripts/epoch_kid.py RUN_DIR CHECKPOINT... --guidance W
 --csv RUN_DIR/guided-kid.csv``: the same network's per-epoch KID at other guidance weights, same protocol) also gets
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -219,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="which of the README's tables: the one between its '<!-- NAME table: begin ...' and "
                         "'<!-- NAME table: end -->' markers (and its NAME guided table's) (default: recipe)")
     args = parser.parse_args(argv)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.table):
+        parser.error(f"--table {args.table!r}: a name of lower-case letters, digits and '-' (it names README markers)")
     runs = []
     for spec in args.run:
         label, separator, folder = spec.partition("=")

@@ -360,6 +360,10 @@ def test_a_second_comparison_goes_between_its_own_named_markers_and_leaves_the_r
     readme.write_text(original.replace(begin, ""))
     with pytest.raises(SystemExit, match="no gpu-table markers"):
         recipe_results.main(["--out", str(out), "--readme", str(readme), "--table", "gpu", f"--run=on the GPU={folder}"])
+    with pytest.raises(SystemExit):  # a name that cannot stand in a marker, refused before anything is written
+        recipe_results.main(["--out", str(tmp_path / "not-written"), "--readme", str(readme), "--table", "gpu -->",
+                             f"--run=on the GPU={folder}"])
+    assert not (tmp_path / "not-written").exists()
 
 
 def test_the_readmes_recipe_table_is_the_published_one() -> None:
