@@ -145,14 +145,16 @@ def guided_table(label: str, own_guidance: float, history: list[dict[str, float]
     return "\n".join(lines) + "\n"
 
 
-def table_markers(name: str) -> tuple[str, str, str, str]:
-    """The README markers of ``--table NAME``: the recipe table's and guided table's begin and end markers (the ones
-    above for the default, ``<!-- NAME table: ... -->`` and ``<!-- NAME guided table: ... -->`` otherwise)."""
+def table_markers(name: str) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+    """The README markers of ``--table NAME``: (begin, end, what the error calls them) of the table and of its guided
+    table; the ones above for the default, ``<!-- NAME table: ... -->`` and ``<!-- NAME guided table: ... -->``
+    otherwise."""
     if name == DEFAULT_TABLE:
-        return TABLE_BEGIN, TABLE_END, GUIDED_BEGIN, GUIDED_END
+        return (TABLE_BEGIN, TABLE_END, "recipe-table"), (GUIDED_BEGIN, GUIDED_END, "guided-table")
     written = f"(written by scripts/recipe_results.py --table {name})"
-    return (f"<!-- {name} table: begin {written} -->", f"<!-- {name} table: end -->",
-            f"<!-- {name} guided table: begin {written} -->", f"<!-- {name} guided table: end -->")
+    return ((f"<!-- {name} table: begin {written} -->", f"<!-- {name} table: end -->", f"{name}-table"),
+            (f"<!-- {name} guided table: begin {written} -->", f"<!-- {name} guided table: end -->",
+             f"{name} guided-table"))
 
 
 def readme_with_table(readme: str, markdown: str, begin_marker: str = TABLE_BEGIN, end_marker: str = TABLE_END,
@@ -237,11 +239,10 @@ def main(argv: list[str] | None = None) -> None:
         print("\n" + guided.read_text(), end="")
     if args.readme != "none":
         readme = Path(args.readme)
-        begin, end, guided_begin, guided_end = table_markers(args.table)
-        text = readme_with_table(readme.read_text(), markdown, begin, end, f"{args.table}-table")
+        table_marks, guided_marks = table_markers(args.table)
+        text = readme_with_table(readme.read_text(), markdown, *table_marks)
         if guided.is_file():
-            guided_name = "guided-table" if args.table == DEFAULT_TABLE else f"{args.table} guided-table"
-            text = readme_with_table(text, guided.read_text(), guided_begin, guided_end, guided_name)
+            text = readme_with_table(text, guided.read_text(), *guided_marks)
         write_text(readme, text)
         print(f"{readme}: {args.table} table{' and guided table' if guided.is_file() else ''} rewritten")
 

@@ -345,8 +345,8 @@ def test_a_second_comparison_goes_between_its_own_named_markers_and_leaves_the_r
     RunConfig(train=TrainConfig(ema_std=0.1, epochs=10)).save(folder / "config.json")
     write_history([{"epoch": e, "step": 511 * e, **({"val_kid": 0.9 if e == 5 else 0.8} if e in (5, 10) else {})}
                    for e in range(1, 13)], folder / "history.csv")  # trained 12 epochs, KID measured after 5 and 10
-    begin, end, _, _ = recipe_results.table_markers("gpu")
-    assert begin != recipe_results.TABLE_BEGIN and recipe_results.table_markers("recipe")[0] == recipe_results.TABLE_BEGIN
+    (begin, end, _), _ = recipe_results.table_markers("gpu")
+    assert begin != recipe_results.TABLE_BEGIN and recipe_results.table_markers("recipe")[0][0] == recipe_results.TABLE_BEGIN
     readme = tmp_path / "README.md"
     original = f"{recipe_results.TABLE_BEGIN}\nkept\n{recipe_results.TABLE_END}\n{begin}\nold\n{end}\n"
     readme.write_text(original)
@@ -379,7 +379,7 @@ def test_the_readmes_recipe_table_is_the_published_one() -> None:
                                                 recipe_results.GUIDED_END, "guided-table") == readme, \
             "README.md's guided table is stale: run scripts/recipe_results.py (see the README's recipe section)"
     gpu = (REPO / "docs" / "results" / "recipe-gpu" / "table.md").read_text()  # the leave-one-out runs on a GPU
-    begin, end, _, _ = recipe_results.table_markers("gpu")
+    (begin, end, _), _ = recipe_results.table_markers("gpu")
     assert recipe_results.readme_with_table(readme, gpu, begin, end, "gpu-table") == readme, \
         "README.md's gpu table is stale: run scripts/recipe_results.py --table gpu (see the README's recipe section)"
 
