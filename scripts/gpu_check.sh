@@ -14,6 +14,9 @@
 #                 --data ../shared/data/flowers102     (each run's per-epoch KID at its exported epochs, here)
 #               python scripts/conditional_results.py local/gpu/runs/conditional --data ../shared/data/flowers102 \
 #                 --model local/gpu/exports/conditional-e50.safetensors --builtin yes   (its FID, grid, built-in model)
+# The training loop's host time on the GPU, with CHECK=profile (carry: local/flowers64; about 3 min; results in $OUT:
+#   profile.txt (the recipe's bench step, the loop's log and its 40 costliest functions), train.prof, bench-recipe.json,
+#   profile-history.csv (the loop's own images/s per epoch)).
 # Test here on the CPU with tiny settings (a few minutes):
 #   DEVICE=cpu TRAIN_LIMIT=120 BENCH="--rounds 1 --iterations 1 --warmup 1 --widths 8,16 --block-depth 1 --image-size 16" \
 #   TRAIN="--max-steps 4 --epochs 2 --widths 8,16 --block-depth 1 --image-size 16 --train-images 64 --validation-images 32" \
@@ -29,6 +32,7 @@ TRAIN_LIMIT=${TRAIN_LIMIT:-420}   # seconds for the 50-epoch recipe
 BENCH=${BENCH:---rounds 5 --iterations 20 --warmup 5}
 TRAIN=${TRAIN:-}
 SAMPLES=${SAMPLES:-1638}          # as many as the validation set, returned as uint8 npz in two files
+PROFILE_STEPS=${PROFILE_STEPS:-1533}   # CHECK=profile: three epochs of the 64-image batch
 
 # NAME;EPOCHS TO BRING BACK;OPTIONS, one run a line: the improved recipe and its leave-one-out arms (10 epochs; the
 # recipe itself again, so that the arms are compared with a run of the same machine and data copy) and the 50-epoch
@@ -111,8 +115,34 @@ for file in sorted(out.iterdir()):
     print(f"{file.name}: {size / 2**20:.1f} MiB{'  (over 16 MiB: it will not come back)' if size > 16 * 2**20 else ''}")
 PY
 }
+profile_loop() {
+  # Why one training run reached only 34-48% of the bench step's images/s on the H200 (docs/results/recipe-gpu): the
+  # improved conditional recipe's bench step (the loop's own batch, step and EMA update), then the training loop itself
+  # for PROFILE_STEPS steps under cProfile, its host time by function (a host sync shows as time in item/tolist).
+  mkdir -p "$OUT"
+  local run
+  run=$(mktemp -d)/run
+  # shellcheck disable=SC2086
+  python3 -m ddim bench --device "$DEVICE" --recipe improved --conditional --no-sampling $BENCH \
+    --json "$OUT/bench-recipe.json" 2>&1 | grep -v "^W" | tee "$OUT/profile.txt"
+  # shellcheck disable=SC2086
+  python3 -m cProfile -o "$OUT/train.prof" -m ddim train --data "$DATA" --run-dir "$run" --recipe improved \
+    --conditional --guidance 0 --kid-every 0 --max-steps "$PROFILE_STEPS" --no-progress --no-tensorboard \
+    --device "$DEVICE" $TRAIN 2>&1 | grep -v "^W" | tail -20 | tee -a "$OUT/profile.txt"
+  cp "$run/history.csv" "$OUT/profile-history.csv"
+  python3 - "$OUT/train.prof" <<'PY' | tee -a "$OUT/profile.txt" | head -80
+import pstats, sys
+stats = pstats.Stats(sys.argv[1], stream=sys.stdout)
+stats.sort_stats("cumulative").print_stats(r"ddim/(training|data|ema)", 25)  # the loop's own functions
+stats.sort_stats("tottime").print_stats(40)  # where the host time goes
+PY
+}
 if [ "${CHECK:-all}" = recipe ]; then
   recipe_runs
+  exit $?
+fi
+if [ "${CHECK:-all}" = profile ]; then
+  profile_loop
   exit $?
 fi
 WORK=$(mktemp -d)

@@ -92,3 +92,11 @@ def test_an_older_config_reads_conditional_networks_as_input_conditioned_and_unc
     assert with_added_fields("model", {"conditional": False})["class_conditioning"] == "every-block"
     assert with_added_fields("model", {**conditional, "class_conditioning": "every-block"})["class_conditioning"] \
         == "every-block"
+
+
+def test_changes_lists_every_field_that_differs_from_a_base_in_section_order() -> None:
+    assert RunConfig().changes() == []
+    config = RunConfig(model=TINY, train=TrainConfig(lr=3e-4, ema_std=0.1))
+    assert config.changes() == [("model", "image_size", 16), ("model", "widths", (8, 16)), ("model", "block_depth", 1),
+                                ("train", "lr", 3e-4), ("train", "ema_std", 0.1)]
+    assert config.changes(base=RunConfig(model=TINY)) == [("train", "lr", 3e-4), ("train", "ema_std", 0.1)]

@@ -165,6 +165,36 @@ def test_the_gpu_scripts_recipe_runs_come_back_as_exports_whose_kid_is_measured_
     assert [row.get("val_kid") for row in read_history(back / "runs" / "cond" / "history.csv")] == [None, kids[2]]
 
 
+def test_the_gpu_scripts_loop_profile_returns_the_recipes_bench_step_and_the_loops_host_time(tmp_path: Path) -> None:
+    """``CHECK=profile bash scripts/gpu_check.sh`` on the CPU, tiny: the improved conditional recipe's bench step, the
+    training loop's history and its profile (the loop's step among the profiled functions) come back in $OUT."""
+    import json
+    import os
+    import pstats
+    import subprocess
+
+    data = write_shapes(tmp_path / "data", per_class=12)
+    out = tmp_path / "out"
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "CHECK": "profile",
+                   "DEVICE": "cpu", "DATA": str(data), "OUT": str(out), "PROFILE_STEPS": "3",
+                   "BENCH": "--rounds 1 --iterations 1 --warmup 1 --widths 8,16 --block-depth 1 --image-size 16",
+                   "TRAIN": "--widths 8,16 --block-depth 1 --image-size 16 --batch-size 8 --repeats 1 "
+                            "--plot-images 2 --plot-steps 2"}
+    script = Path(epoch_kid.__file__).parent / "gpu_check.sh"
+    finished = subprocess.run(["bash", str(script)], env=environment, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["bench-recipe.json", "profile-history.csv", "profile.txt",
+                                                          "train.prof"]
+    bench = json.loads((out / "bench-recipe.json").read_text())
+    assert bench["config_changes"]["model.conditional"] is True and bench["config_changes"]["data.flip"] is True
+    assert [row["task"] for row in bench["results"]] == ["train"]
+    assert read_history(out / "profile-history.csv")[-1]["step"] == 3  # the loop ran PROFILE_STEPS steps
+    profiled = pstats.Stats(str(out / "train.prof")).stats  # type: ignore[attr-defined]
+    calls = {(Path(file).name, name): stat[1] for (file, _, name), stat in profiled.items()}
+    assert calls[("step.py", "__call__")] == 3  # the loop's three training steps, profiled
+    assert "ddim/(training|data|ema)" in (out / "profile.txt").read_text()
+
+
 def test_every_run_the_gpu_script_trains_by_default_is_a_valid_training_command(tmp_path: Path) -> None:
     """The default RECIPE_RUNS of scripts/gpu_check.sh, each trained for one step at a tiny width: a wrong option
     combination (as `--lr-schedule constant` over the improved recipe's decay steps was) fails here, not on a lent

@@ -14,6 +14,7 @@ from conftest import write_images
 from ddim import config as config_module
 from ddim.cli import argtypes, build_parser, config_options, main
 from ddim.config import SECTIONS, ModelConfig, RunConfig, TrainConfig, option
+from ddim.recipes import load_recipe
 
 TINY = ModelConfig(image_size=16, widths=(8, 16), block_depth=1)
 # The option names before the options were derived from the dataclasses (README's table and scripts use them).
@@ -190,7 +191,10 @@ def test_bench_takes_the_model_defaults_from_the_config() -> None:
     args = parse("bench", "--widths", "8,16")
     assert config_options.config_from_args(args).model == dataclasses.replace(ModelConfig(), widths=(8, 16))
     assert {action.dest for action in config_actions(args.parser)} == {"model.image_size", "model.widths",
-                                                                       "model.block_depth"}
+                                                                       "model.block_depth", "model.conditional"}
+    recipe = config_options.config_from_args(parse("bench", "--recipe", "improved", "--conditional"))
+    assert recipe == dataclasses.replace(load_recipe("improved").config(),
+                                         model=dataclasses.replace(ModelConfig(), conditional=True))
 
 
 def test_a_run_trained_from_a_config_file_records_it_with_the_overrides(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -67,6 +68,69 @@ def test_bench_prints_a_table_and_writes_json(tmp_path: Path, capsys) -> None:
         assert row["eager_fp32_images_per_s"] > 0 and row["optimised_images_per_s"] > 0
         assert row["speedup"] == pytest.approx(row["optimised_images_per_s"] / row["eager_fp32_images_per_s"])
     assert report["optimised"].startswith("bf16 autocast")
+
+
+TINY_BENCH = ["bench", "--device", "cpu", "--image-size", "16", "--widths", "8,16", "--block-depth", "1",
+              "--batch-size", "8", "--sample-batch-size", "4", "--sample-steps", "2", "--rounds", "1",
+              "--iterations", "1", "--warmup", "1"]
+
+
+def test_bench_measures_a_recipes_conditional_step_and_guided_sampling(tmp_path: Path, capsys) -> None:
+    plain, guided = tmp_path / "plain.json", tmp_path / "guided.json"
+    assert main(TINY_BENCH + ["--conditional", "--json", str(plain)]) == 0
+    assert main(TINY_BENCH + ["--recipe", "improved", "--conditional", "--guidance", "2", "--json", str(guided)]) == 0
+    printed = capsys.readouterr().out
+    assert "changed from the Keras example's recipe: conditional yes, flip yes, lr_schedule inverse-sqrt" in printed
+    plain_report, guided_report = json.loads(plain.read_text()), json.loads(guided.read_text())
+    assert plain_report["config_changes"] == {"model.conditional": True}
+    assert guided_report["config_changes"] == {"model.conditional": True, "data.flip": True,
+                                               "train.lr_schedule": "inverse-sqrt", "train.lr_warmup_steps": 511,
+                                               "train.lr_decay_steps": 2555, "train.ema_std": 0.1}
+    plain_sample, guided_sample = plain_report["results"][1], guided_report["results"][1]
+    assert guided_sample["shape"] == "batch 4, 2 DDIM steps, guidance 2"
+    # guidance other than 0 and 1 runs the network twice per step (conditional and unconditional)
+    assert guided_sample["gflop_per_image"] == pytest.approx(2 * plain_sample["gflop_per_image"])
+
+
+def test_bench_refuses_guidance_without_a_conditional_model(capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(TINY_BENCH + ["--guidance", "2"])
+    assert stopped.value.code == 2
+    assert "--guidance 2 steers a conditional model's sampling: add --conditional" in capsys.readouterr().err
+
+
+def test_bench_training_step_is_the_loops_flipped_labelled_batch(monkeypatch) -> None:
+    """The benchmark's training step takes its batch as the loop does: uint8 images held on the device, mirrored
+    where the epoch's flips say, with their class labels, and the step number that drives the EMA and schedule."""
+    from ddim import bench
+    from ddim.config import DataConfig
+    from ddim.recipes import load_recipe
+
+    seen = []
+    monkeypatch.setattr(bench.TrainStep, "__call__",
+                        lambda self, images, generator, step=1, labels=None: seen.append((images, step, labels)))
+    recipe = load_recipe("improved").config()
+    config = RunConfig(model=ModelConfig(image_size=8, widths=(8, 16), block_depth=1, conditional=True),
+                       data=recipe.data, train=recipe.train)
+    workload = bench.training_workload(config, Runtime.baseline("cpu"), batch_size=6)
+    for _ in range(3):
+        workload.run()
+    assert [step for _, step, _ in seen] == [1, 2, 3]
+    for images, _, labels in seen:
+        assert images.shape == (6, 3, 8, 8) and 0 <= images.min() and images.max() <= 1
+        assert labels is not None and labels.dtype == torch.long and labels.max() < bench.BENCH_CLASSES
+    # the same draws without flips: the flipped run's batches are the plain ones with some images mirrored
+    plain = []
+    monkeypatch.setattr(bench.TrainStep, "__call__",
+                        lambda self, images, generator, step=1, labels=None: plain.append(images))
+    unflipped = bench.training_workload(dataclasses.replace(config, data=DataConfig()), Runtime.baseline("cpu"),
+                                        batch_size=6)
+    for _ in range(3):
+        unflipped.run()
+    mirrored = [torch.equal(f, p.flip(-1)) and not torch.equal(f, p)
+                for (flipped, _, _), batch in zip(seen, plain) for f, p in zip(flipped, batch)]
+    same = [torch.equal(f, p) for (flipped, _, _), batch in zip(seen, plain) for f, p in zip(flipped, batch)]
+    assert any(mirrored) and all(m or s for m, s in zip(mirrored, same))
 
 
 def test_default_network_flop_count_matches_a_count_of_its_convolutions() -> None:

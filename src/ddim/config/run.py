@@ -28,7 +28,7 @@ class RunConfig:
         return {"version": CONFIG_VERSION, **json.loads(json.dumps(dataclasses.asdict(self)))}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> "RunConfig":
+    def from_dict(cls, data: dict[str, Any], complete: bool = False) -> RunConfig:
         """Rebuild a config from :meth:`to_dict`'s output (or an older version's); unknown keys are an error.
 
         ``complete``: every section and field must be present (a checkpoint's config: a missing field would
@@ -62,6 +62,14 @@ class RunConfig:
             raise ConfigError("model.class_names", "is empty: a conditional model's checkpoint records its classes")
         return cls(**kwargs)
 
+    def changes(self, base: RunConfig | None = None) -> list[tuple[str, str, Any]]:
+        """``(section, field, value)`` for every value that differs from ``base`` (default: the defaults, the Keras
+        example's), in section and field order."""
+        base = base if base is not None else RunConfig()
+        return [(section, spec.name, getattr(getattr(self, section), spec.name))
+                for section in SECTIONS for spec in dataclasses.fields(getattr(self, section))
+                if getattr(getattr(self, section), spec.name) != getattr(getattr(base, section), spec.name)]
+
     def to_json(self) -> str:
         """The config as indented JSON (``config.json``'s format)."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
@@ -71,7 +79,7 @@ class RunConfig:
         write_text(path, self.to_json())
 
     @classmethod
-    def load(cls, path: Path) -> "RunConfig":
+    def load(cls, path: Path) -> RunConfig:
         """Read a config written by :meth:`save`."""
         return cls.from_dict(read_json(path))  # a ReadError (a ValueError) for a damaged or planted file
 

@@ -7,7 +7,6 @@ from the defaults (the Keras example's), in ``config.json``'s sections: ``{"vers
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from ..reading import read_json
 
 RECIPES_FOLDER = Path(__file__).resolve().parent
 DEFAULT_RECIPE = "keras-example"
-_SECTIONS = ("model", "data", "train")
 
 
 class RecipeError(ValueError):
@@ -39,10 +37,7 @@ class Recipe:
 
     def changes(self) -> list[tuple[str, str, Any]]:
         """``(section, field, value)`` for every value that differs from the defaults, in field order."""
-        mine, defaults = self.config(), RunConfig()
-        return [(section, spec.name, getattr(getattr(mine, section), spec.name))
-                for section in _SECTIONS for spec in dataclasses.fields(getattr(mine, section))
-                if getattr(getattr(mine, section), spec.name) != getattr(getattr(defaults, section), spec.name)]
+        return self.config().changes()
 
 
 def recipe_names() -> list[str]:
