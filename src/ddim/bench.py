@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import ModelConfig, RunConfig
 from .config.fields import shown
 from .data.loader import TrainBatches
+from .diffusion import network_passes
 from .model import DiffusionModel
 from .samplers import ddim
 from .runtime import Runtime
@@ -154,7 +155,7 @@ def run_benchmark(config: RunConfig, optimised: Runtime, *, batch_size: int = 64
     model_config = config.model
     baseline = Runtime.baseline(device)
     forward_flops, training_flops = network_flops(benchmark_config(config, batch_size).model)
-    passes = 2 if model_config.conditional and guidance not in (0.0, 1.0) else 1  # guided: two network passes
+    passes = network_passes(guidance) if model_config.conditional else 1
     rows = []
     train_rates = time_rounds([training_workload(config, baseline, batch_size),
                                training_workload(config, optimised, batch_size)],

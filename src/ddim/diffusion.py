@@ -113,6 +113,12 @@ def guided(conditional: torch.Tensor, unconditional: torch.Tensor, weight: float
     return unconditional + weight * (conditional - unconditional)
 
 
+def network_passes(guidance: float) -> int:
+    """Network evaluations per image and step of a conditional sampler at ``guidance``: 2 for a weight other than 0
+    and 1 (the conditional and the unconditional prediction, combined by :func:`guided`), else 1."""
+    return 1 if guidance in (0.0, 1.0) else 2
+
+
 def make_denoiser(
     network: Callable[..., torch.Tensor], target: str = "noise",
     context: Callable[[], ContextManager] = contextlib.nullcontext,
@@ -135,7 +141,7 @@ def make_denoiser(
             inputs = noisy_images.contiguous(memory_format=memory_format)
             if labels is None:
                 return network(inputs, noise_variances)
-            if guidance in (0.0, 1.0):
+            if network_passes(guidance) == 1:
                 return network(inputs, noise_variances, labels)
             both = network(torch.cat([inputs, inputs]), torch.cat([noise_variances, noise_variances]),
                            torch.cat([labels, torch.full_like(labels, -1)]))

@@ -7,7 +7,6 @@ import argparse
 from ..bench import format_table, run_benchmark
 from ..config import COMPILE_MODES, PRECISIONS, ConfigError, ModelConfig
 from ..limits import MAX_BATCH, MAX_BENCH_ROUNDS, MAX_GUIDANCE, MAX_TRAIN_BATCH
-from ..recipes import DEFAULT_RECIPE, recipe_names
 from ..runtime import resolve_device, resolve_runtime
 from . import argtypes, config_options, options
 
@@ -33,9 +32,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
     argtypes.add_switch(parser, "--channels-last", default=True, help="optimised memory layout")
     parser.add_argument("--compile", choices=COMPILE_MODES, default="auto",
                         help="optimised torch.compile mode (default: auto = default on CUDA, off on CPU)")
-    parser.add_argument("--recipe", type=config_options.recipe, default=None, metavar="NAME",
-                        help=f"measure the training step of a named recipe: {', '.join(recipe_names())} (default: "
-                        f"{DEFAULT_RECIPE}, the Keras example's)")
+    config_options.add_recipe_option(parser, "measure the training step of a named recipe")
     parser.add_argument("--guidance", type=argtypes.number_between(0.0, MAX_GUIDANCE), default=None,
                         metavar="G",
                         help="conditional models: the sampling measurement's guidance weight (default: 1, one "

@@ -107,12 +107,17 @@ def recipe(text: str) -> RunConfig:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def add_recipe_option(parser: argparse.ArgumentParser, purpose: str, note: str = "") -> None:
+    """``--recipe NAME`` (``args.recipe``: the recipe's config, or None), its help ``purpose`` then the names."""
+    parser.add_argument("--recipe", type=recipe, default=None, metavar="NAME",
+                        help=f"{purpose}: {', '.join(recipe_names())} (default: {DEFAULT_RECIPE}, the Keras "
+                        f"example's){note}")
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """``--recipe``, ``--config FILE`` and one option per run-config field, grouped by section, with the default in
     the help."""
-    parser.add_argument("--recipe", type=recipe, default=None, metavar="NAME",
-                        help=f"start from a named recipe: {', '.join(recipe_names())} (default: {DEFAULT_RECIPE}, the "
-                        "Keras example's); 'ddim recipes' lists every value each one changes")
+    add_recipe_option(parser, "start from a named recipe", "; 'ddim recipes' lists every value each one changes")
     parser.add_argument("--config", type=config_file, default=None, metavar="FILE",
                         help="start from this JSON configuration (a run's config.json, or part of one: missing "
                         "fields keep the recipe's values, else the defaults); options given here override it")

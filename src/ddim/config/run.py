@@ -66,9 +66,12 @@ class RunConfig:
         """``(section, field, value)`` for every value that differs from ``base`` (default: the defaults, the Keras
         example's), in section and field order."""
         base = base if base is not None else RunConfig()
-        return [(section, spec.name, getattr(getattr(self, section), spec.name))
-                for section in SECTIONS for spec in dataclasses.fields(getattr(self, section))
-                if getattr(getattr(self, section), spec.name) != getattr(getattr(base, section), spec.name)]
+        found = []
+        for section in SECTIONS:
+            mine, theirs = getattr(self, section), getattr(base, section)
+            found += [(section, spec.name, getattr(mine, spec.name)) for spec in dataclasses.fields(mine)
+                      if getattr(mine, spec.name) != getattr(theirs, spec.name)]
+        return found
 
     def to_json(self) -> str:
         """The config as indented JSON (``config.json``'s format)."""
