@@ -130,12 +130,14 @@ profile_loop() {
     --conditional --guidance 0 --kid-every 0 --max-steps "$PROFILE_STEPS" --no-progress --no-tensorboard \
     --device "$DEVICE" $TRAIN 2>&1 | grep -v "^W" | tail -20 | tee -a "$OUT/profile.txt"
   cp "$run/history.csv" "$OUT/profile-history.csv"
-  python3 - "$OUT/train.prof" <<'PY' | tee -a "$OUT/profile.txt" | head -80
+  # Written to the file first and then shown in part: `tee | head` would end tee with SIGPIPE (exit 141 under pipefail).
+  python3 - "$OUT/train.prof" <<'PY' >>"$OUT/profile.txt" || return 1
 import pstats, sys
 stats = pstats.Stats(sys.argv[1], stream=sys.stdout)
 stats.sort_stats("cumulative").print_stats(r"ddim/(training|data|ema)", 25)  # the loop's own functions
 stats.sort_stats("tottime").print_stats(40)  # where the host time goes
 PY
+  grep -A 30 -m 1 "cumulative" "$OUT/profile.txt"
 }
 if [ "${CHECK:-all}" = recipe ]; then
   recipe_runs
