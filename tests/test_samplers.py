@@ -152,3 +152,10 @@ def test_every_prediction_target_samples_with_every_sampler_and_batch_size_does_
         torch.testing.assert_close(whole, split, rtol=1e-5, atol=1e-6)
 
 
+
+
+def test_the_command_lines_sampler_names_are_the_samplers() -> None:
+    """``--sampler`` offers :data:`ddim.names.SAMPLER_NAMES` (light, for --help): exactly the samplers there are."""
+    from ddim.names import SAMPLER_NAMES
+
+    assert tuple(SAMPLERS) == SAMPLER_NAMES

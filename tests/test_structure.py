@@ -109,8 +109,12 @@ def test_each_run_folder_name_is_spelt_in_one_module() -> None:
 
 
 def test_imports_are_at_the_top_except_the_heavy_optional_ones() -> None:
+    """Except, too, in the command-line modules: a command imports its work (PyTorch) when it runs, so that its
+    parser, and ``ddim COMMAND --help``, need none (the test below)."""
     local = []
     for module, path in modules().items():
+        if module.startswith("ddim.cli."):
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for inner in ast.walk(node):
@@ -131,3 +135,21 @@ def test_help_and_version_answer_without_importing_pytorch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stderr.strip().splitlines()[-1] == "False"
     assert "recipes" in result.stdout and "ddim " in result.stdout
+
+
+def test_every_commands_help_answers_without_importing_pytorch() -> None:
+    """``ddim COMMAND --help`` for every command, and a usage error, in one process: no PyTorch, torchvision,
+    matplotlib or Pillow is loaded (help took seconds when each command's parser imported its work)."""
+    from ddim.cli import COMMANDS
+
+    code = ("import sys; from ddim.cli import main\n"
+            f"for argv in [[name, '--help'] for name in {list(COMMANDS)!r}] + [['sample', '--steps', 'x']]:\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib', 'PIL') if m in sys.modules), "
+            "file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr[-2000:]
+    assert result.stdout.count("usage: ddim ") == len(COMMANDS)  # every command printed its help
+    assert "--reference {validation,train,all}" in result.stdout and "--kid-size {75,299}" in result.stdout
+    assert "--sampler {ddim,ddpm,dpmpp-2m,heun}" in result.stdout and "(default: pretrained)" in result.stdout
+    assert "ddim sample: error: argument --steps" in result.stderr  # a usage error, without PyTorch too

@@ -85,16 +85,16 @@ def test_study_rows_and_csv_carry_checkpoint_kid_size_n_and_sampler(tmp_path: Pa
 
 
 def test_study_writes_kid_against_evaluations(tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
-    import ddim.cli.study
+    import ddim.plots
     import ddim.study
 
-    titles, plot = [], ddim.cli.study.plot_study
+    titles, plot = [], ddim.plots.plot_study
 
     def plotted(rows, path, **options):
         titles.append(options.get("title"))
         return plot(rows, path, **options)
 
-    monkeypatch.setattr(ddim.cli.study, "plot_study", plotted)
+    monkeypatch.setattr(ddim.plots, "plot_study", plotted)
     assert main(["study", "--checkpoint", str(tiny_run), "--samplers", "ddim,heun,ddim:eta=1", "--evaluations", "1,2,4",
                  "--num", "12", "--subsets", "3", "--subset-size", "10", "--out", str(tmp_path), "--device", "cpu",
                  "--no-progress", "--title", "tiny flowers"]) == 0

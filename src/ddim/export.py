@@ -21,6 +21,7 @@ from .files import atomic_path
 from .integrity import CheckpointError, check_dtypes, check_tensors, non_finite, read_metadata, read_safetensors, tensors_sha256
 from .integrity import write_safetensors
 from .model import DiffusionModel
+from .names import BUILTIN_NAME
 from .reading import parse_json
 
 FORMAT = "ddim-export"
@@ -30,7 +31,6 @@ PRETRAINED_FOLDER = Path(__file__).resolve().parent / "pretrained"
 #: example's recipe reproduced (50 epochs on Flowers 102, FID 53.6); ``pretrained`` names the best of them, the
 #: demo's default (it stays a valid name whichever model it points to).
 BUILTIN_MODELS = {"keras-example": PRETRAINED_FOLDER / "flowers102-64px.safetensors"}
-BUILTIN_NAME = "pretrained"  #: the default built-in model (the demo's)
 BUILTIN_MODELS[BUILTIN_NAME] = BUILTIN_MODELS["keras-example"]
 BUILTIN_FILE = BUILTIN_MODELS[BUILTIN_NAME]
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}

@@ -8,13 +8,13 @@ image k of seed s is the same whatever the batch it is drawn in.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .diffusion import Denoiser, Schedule
+from .names import SamplerOptionError, sampler_keywords  # noqa: F401  (re-exported: the samplers' options)
 from .seeding import generator
 
 #: ``callback(step_index, noisy_images, pred_images)``, called once per step after its prediction.
@@ -231,17 +231,3 @@ def steps_for_evaluations(sampler: str, evaluations: int) -> int:
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddim": ddim, "ddpm": ddpm, "dpmpp-2m": dpmpp_2m, "heun": heun}
 
 
-class SamplerOptionError(ValueError):
-    """A sampler that does not exist, or an option the sampler does not take."""
-
-
-def sampler_keywords(sampler: str, eta: float = 0.0) -> dict[str, float]:
-    """The keyword options of ``sampler`` (for :data:`SAMPLERS`): DDIM's stochasticity ``eta``, which only ddim
-    takes (every command, the API and the demo ask here)."""
-    if sampler not in SAMPLERS:
-        raise SamplerOptionError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta < 0:
-        raise SamplerOptionError(f"eta must be a finite number >= 0, got {eta!r}")
-    if eta and sampler != "ddim":
-        raise SamplerOptionError(f"eta applies to the ddim sampler only, not {sampler}")
-    return {"eta": eta} if eta else {}

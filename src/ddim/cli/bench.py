@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..bench import format_table, run_benchmark
 from ..config import COMPILE_MODES, PRECISIONS, ConfigError, ModelConfig
 from ..limits import MAX_BATCH, MAX_BENCH_ROUNDS, MAX_GUIDANCE, MAX_TRAIN_BATCH
-from ..runtime import resolve_device, resolve_runtime
 from . import argtypes, config_options, options
 
 
@@ -45,6 +43,10 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    # With the command, not its parser: ddim bench --help needs no PyTorch.
+    from ..bench import format_table, run_benchmark
+    from ..runtime import resolve_device, resolve_runtime
+
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
     try:

@@ -6,10 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..api import load
 from ..demo import DemoUnavailable, require_gradio
-from ..export import BUILTIN_NAME
-from ..integrity import CheckpointError
+from ..names import BUILTIN_NAME
 from . import argtypes, options
 
 
@@ -31,7 +29,9 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    from ..api import load  # with the command, not its parser (no PyTorch for --help)
     from ..demo.server import PortUnavailable, demo_files, serve  # no Gradio import yet
+    from ..integrity import CheckpointError
 
     with demo_files() as folder:  # before Gradio is imported: it fixes its temp folder then
         try:

@@ -9,13 +9,7 @@ from pathlib import Path
 
 from ..classes import require_conditional
 from ..config import DataConfig
-from ..data import load_splits, run_splits
-from ..data.generated import read_generated
-from ..evaluation import (REFERENCES, EvaluationSettings, evaluate, evaluate_images, evaluate_per_class,
-                          partial_folder)
-from ..loading import load_model
-from ..metrics.inception import KID_SIZES, load_inception
-from ..metrics.sample_size import MIN_KID_IMAGES, kid_text
+from ..names import KID_SIZES, REFERENCES
 from . import argtypes, options
 
 
@@ -64,6 +58,13 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    # With the command, not its parser: ddim evaluate --help needs no PyTorch.
+    from ..data import load_splits, run_splits
+    from ..data.generated import read_generated
+    from ..evaluation import EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, partial_folder
+    from ..loading import load_model
+    from ..metrics.inception import load_inception
+
     if args.num is not None and args.num < 2:
         parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
     if (args.checkpoint is None) == (args.generated is None):
@@ -115,6 +116,8 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, settings, results: dict, what: str) -> None:
     """The one-line summary (standard error under ``--json -``) and the JSON, when asked for."""
+    from ..metrics.sample_size import MIN_KID_IMAGES, kid_text
+
     print(f"KID ({args.kid_size} px, {settings.subsets} subsets of {results['kid_subset_size']}): "
           f"{kid_text(results['kid'], results['kid_std'])}   FID: {results['fid']:.3f}   "
           f"({what}; vs {results['num_real']} real {settings.reference} images)", file=options.human_output(args))

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..checkpoint import load_training_state
-from ..export import export_model, training_info
-from ..integrity import CheckpointError
-from ..loading import load_model
 from . import argtypes, options
 
 
@@ -26,6 +22,12 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    # With the command, not its parser: ddim export --help needs no PyTorch.
+    from ..checkpoint import load_training_state
+    from ..export import export_model, training_info
+    from ..integrity import CheckpointError
+    from ..loading import load_model
+
     if args.out.suffix != ".safetensors":
         parser.error(f"--out {args.out}: the exported file's name must end in .safetensors")
     model = load_model(args.checkpoint)

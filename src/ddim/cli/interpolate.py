@@ -5,13 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from ..classes import labels_for
-from ..interpolation import interpolate
 from ..limits import MAX_FRAMES, MAX_PAIRS
-from ..loading import load_model
-from ..reports import save_gif, save_grid
 from . import argtypes, options
 
 
@@ -41,6 +36,12 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    import torch  # with the command, not its parser: ddim interpolate --help needs no PyTorch
+
+    from ..interpolation import interpolate
+    from ..loading import load_model
+    from ..reports import save_gif, save_grid
+
     device, runtime = options.resolve_runtime_args(args)
     model = load_model(args.checkpoint, device=device)
     folder = model.origin.source

@@ -6,15 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..data import run_splits
-from ..data.images import load_image
-from ..inversion import invert_and_reconstruct, reconstruction_error
 from ..limits import MAX_SAMPLING_STEPS, MAX_STUDY_POINTS
-from ..loading import load_model
-from ..reports import save_grid
 from . import argtypes, options
 
 
@@ -45,6 +37,15 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    import numpy as np  # with the command, not its parser: ddim invert --help needs no PyTorch
+    import torch
+
+    from ..data import run_splits
+    from ..data.images import load_image
+    from ..inversion import invert_and_reconstruct, reconstruction_error
+    from ..loading import load_model
+    from ..reports import save_grid
+
     device, runtime = options.resolve_runtime_args(args)
     model = load_model(args.checkpoint, device=device)
     config, folder = model.origin.config, model.origin.source

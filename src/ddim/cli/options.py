@@ -7,7 +7,7 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from tqdm.auto import tqdm
 
@@ -16,9 +16,11 @@ from ..classes import ClassError, require_conditional, resolve_classes
 from ..config import COMPILE_MODES, PRECISIONS
 from ..files import write_text
 from ..limits import MAX_GUIDANCE
-from ..runtime import Runtime, resolve_device, resolve_runtime
-from ..samplers import SAMPLERS, SamplerOptionError, sampler_keywords
+from ..names import SAMPLER_NAMES
 from .argtypes import STDOUT, add_switch, json_output, non_negative_float, number_between, sampling_steps
+
+if TYPE_CHECKING:  # the parsers are built without PyTorch (ddim COMMAND --help); running a command imports it
+    from ..runtime import Runtime
 
 
 def add_json(parser: argparse.ArgumentParser, what: str) -> None:
@@ -91,7 +93,7 @@ def add_speed(parser: argparse.ArgumentParser) -> None:
 
 def add_sampler(parser: argparse.ArgumentParser, default_steps: int = 20) -> None:
     """``--sampler``, ``--steps`` and ``--eta``."""
-    parser.add_argument("--sampler", choices=tuple(SAMPLERS), default="ddim",
+    parser.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim",
                         help="sampling algorithm (default: ddim, the Keras example's)")
     parser.add_argument("--steps", type=sampling_steps, default=default_steps,
                         help=f"sampling steps (default: {default_steps}); heun calls the network 2 x steps - 1 times")
@@ -101,6 +103,8 @@ def add_sampler(parser: argparse.ArgumentParser, default_steps: int = 20) -> Non
 
 def sampler_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
     """The sampler's keyword options from ``--eta`` (which only DDIM takes)."""
+    from ..samplers import SamplerOptionError, sampler_keywords
+
     try:
         return sampler_keywords(args.sampler, args.eta)
     except SamplerOptionError as error:
@@ -152,5 +156,7 @@ def progress_factory(enabled: bool) -> Callable[[str, int], Callable[[int], None
 
 def resolve_runtime_args(args: argparse.Namespace) -> tuple[Any, Runtime]:
     """(device, runtime) from ``--device``, ``--precision`` and ``--compile``."""
+    from ..runtime import resolve_device, resolve_runtime
+
     device = resolve_device(args.device)
     return device, resolve_runtime(device, args.precision, True, args.compile)

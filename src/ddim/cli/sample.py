@@ -11,18 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from ..classes import labels_for
-from ..data.generated import is_grid
-from ..data.images import list_images
-from ..ema import young_ema_note
 from ..files import FolderLock, FolderLocked, atomic_path, locked_folder, remove_stale_temporaries
 from ..limits import MAX_IMAGES, counted
-from ..loading import load_model
-from ..model import generate_images
-from ..reports import save_grid, save_images, to_uint8
 from . import argtypes, options
 
 GRID_IMAGES = 256  # the grid shows the first images, at most this many
@@ -79,6 +70,16 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> int:
+    import numpy as np  # with the command, not its parser: ddim sample --help needs no PyTorch
+    import torch
+
+    from ..data.generated import is_grid
+    from ..data.images import list_images
+    from ..ema import young_ema_note
+    from ..loading import load_model
+    from ..model import generate_images
+    from ..reports import save_grid, save_images, to_uint8
+
     remove_stale_temporaries(out)  # what a killed earlier sample was writing
     if any(path.name != FolderLock.NAME for path in out.iterdir()) and not args.overwrite:
         parser.error(f"--out {out} is not empty; choose a new or empty folder, or give --overwrite to replace the "

@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import run_splits
-from ..evaluation import REFERENCES, partial_folder
 from ..limits import MAX_SAMPLING_STEPS, MAX_STUDY_POINTS
-from ..loading import load_model
-from ..metrics.inception import KID_SIZES, load_inception
-from ..plots import plot_study
-from ..samplers import SAMPLERS, SamplerOptionError, sampler_keywords
-from ..study import earlier_points, run_study, sampler_label, study_protocol, write_study
+from ..names import KID_SIZES, REFERENCES, SAMPLER_NAMES, SamplerOptionError, sampler_keywords
 from . import argtypes, options
 
 DEFAULT_EVALUATIONS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
@@ -21,8 +15,8 @@ DEFAULT_EVALUATIONS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50)
 def sampler_spec(text: str) -> tuple[str, dict[str, float]]:
     """``ddim``, ``ddim:eta=1``, ``ddpm``, ``dpmpp-2m``, ``heun`` -> (name, options)."""
     name, _, rest = text.partition(":")
-    if name not in SAMPLERS:
-        raise argparse.ArgumentTypeError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    if name not in SAMPLER_NAMES:
+        raise argparse.ArgumentTypeError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLER_NAMES)}")
     key, _, value = rest.partition("=")
     if rest and key != "eta":
         raise argparse.ArgumentTypeError(f"the one sampler option is eta (ddim:eta=E), got {text!r}")
@@ -84,6 +78,14 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    # With the command, not its parser: ddim study --help needs no PyTorch.
+    from ..data import run_splits
+    from ..evaluation import partial_folder
+    from ..loading import load_model
+    from ..metrics.inception import load_inception
+    from ..plots import plot_study
+    from ..study import earlier_points, run_study, sampler_label, study_protocol, write_study
+
     if args.num is not None and args.num < 2:
         parser.error(f"--num must be at least 2 for KID and FID, got {args.num}")
     device, runtime = options.resolve_runtime_args(args)

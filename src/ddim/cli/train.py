@@ -9,9 +9,6 @@ from pathlib import Path
 
 from ..config import ConfigError, RunConfig
 from ..layout import RunLayout
-from ..runtime import DeviceError
-from ..training import default_callbacks, fit
-from ..training.resume import saved_config
 from . import argtypes, config_options, options
 
 
@@ -41,6 +38,8 @@ def _resumed_config(parser: argparse.ArgumentParser, args: argparse.Namespace, r
         if getattr(args, given) is not None:
             parser.error(f"--{given} and --resume cannot be combined: a resumed run keeps its own "
                          f"{RunLayout(run_dir).config} (give the options to change on the command line)")
+    from ..training.resume import saved_config
+
     base = saved_config(run_dir)
     for (section, name), value in config_options.given_options(args).items():
         if section == "model" and getattr(base.model, name) != value:
@@ -59,6 +58,10 @@ def log_style(args: argparse.Namespace) -> str:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
+    # With the command, not its parser: ddim train --help needs no PyTorch.
+    from ..runtime import DeviceError
+    from ..training import default_callbacks, fit
+
     resume = args.resume is not None
     if resume:
         if args.run_dir is not None and Path(args.run_dir) != Path(args.resume):

@@ -14,9 +14,8 @@ from ..data.dataset import default_cache_dir
 from ..files import atomic_path
 from ..metrics.inception import InceptionFeatures, extract_features
 from ..model import DiffusionModel
+from ..names import REFERENCES
 
-#: The real sets to compare with (``--reference``): the validation images, the training images, or both.
-REFERENCES = ("validation", "train", "all")
 Progress = Callable[[str, int], Callable[[int], None]]
 
 

@@ -93,8 +93,6 @@ class InceptionFeatures(nn.Module):
         return x.mean(dim=(2, 3))  # (B, 2048, h, w) -> (B, 2048)
 
 
-#: The Inception input sizes the commands offer: 75 px (the Keras example's per-epoch KID) and 299 px (the standard).
-KID_SIZES = (75, 299)
 
 
 def load_inception(path: Path | str | None = None, image_size: int = 75,
