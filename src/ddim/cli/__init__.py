@@ -1,7 +1,8 @@
 """The ``ddim`` command: one module per subcommand (``ddim COMMAND --help``).
 
-Only the module of the command being run is imported (it imports PyTorch), so ``ddim``, ``ddim --help`` and
-``ddim --version`` answer at once, without loading PyTorch.
+Only the module of the command being run is imported, and it imports its work (PyTorch) inside ``run``: its parser
+is built from light modules (``ddim.config``, ``ddim.limits``, ``ddim.names``), so ``ddim``, ``ddim --version`` and
+every ``ddim COMMAND --help`` answer at once, without loading PyTorch.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from ..classes import ClassError, require_conditional, resolve_classes
 from ..config import COMPILE_MODES, PRECISIONS
 from ..files import write_text
 from ..limits import MAX_GUIDANCE
-from ..names import SAMPLER_NAMES
+from ..names import SAMPLER_NAMES, SamplerOptionError, sampler_keywords
 from .argtypes import STDOUT, add_switch, json_output, non_negative_float, number_between, sampling_steps
 
 if TYPE_CHECKING:  # the parsers are built without PyTorch (ddim COMMAND --help); running a command imports it
@@ -103,8 +103,6 @@ def add_sampler(parser: argparse.ArgumentParser, default_steps: int = 20) -> Non
 
 def sampler_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
     """The sampler's keyword options from ``--eta`` (which only DDIM takes)."""
-    from ..samplers import SamplerOptionError, sampler_keywords
-
     try:
         return sampler_keywords(args.sampler, args.eta)
     except SamplerOptionError as error:
