@@ -43,7 +43,6 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    # With the command, not its parser: ddim bench --help needs no PyTorch.
     from ..bench import format_table, run_benchmark
     from ..runtime import resolve_device, resolve_runtime
 

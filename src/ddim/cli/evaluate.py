@@ -58,7 +58,6 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    # With the command, not its parser: ddim evaluate --help needs no PyTorch.
     from ..data import load_splits, run_splits
     from ..data.generated import read_generated
     from ..evaluation import EvaluationSettings, evaluate, evaluate_images, evaluate_per_class, partial_folder

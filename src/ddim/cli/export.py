@@ -22,7 +22,6 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    # With the command, not its parser: ddim export --help needs no PyTorch.
     from ..checkpoint import load_training_state
     from ..export import export_model, training_info
     from ..integrity import CheckpointError

@@ -36,7 +36,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    import torch  # with the command, not its parser: ddim interpolate --help needs no PyTorch
+    import torch
 
     from ..interpolation import interpolate
     from ..loading import load_model

@@ -37,7 +37,7 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    import numpy as np  # with the command, not its parser: ddim invert --help needs no PyTorch
+    import numpy as np
     import torch
 
     from ..data import run_splits

@@ -70,7 +70,7 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, out: Path) -> int:
-    import numpy as np  # with the command, not its parser: ddim sample --help needs no PyTorch
+    import numpy as np
     import torch
 
     from ..data.generated import is_grid

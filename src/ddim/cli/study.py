@@ -78,7 +78,6 @@ def add_parser(commands: argparse._SubParsersAction, help_text: str) -> None:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    # With the command, not its parser: ddim study --help needs no PyTorch.
     from ..data import run_splits
     from ..evaluation import partial_folder
     from ..loading import load_model

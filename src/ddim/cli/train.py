@@ -58,7 +58,6 @@ def log_style(args: argparse.Namespace) -> str:
 
 def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Carry the command out; returns the exit status."""
-    # With the command, not its parser: ddim train --help needs no PyTorch.
     from ..runtime import DeviceError
     from ..training import default_callbacks, fit
 
