@@ -93,8 +93,6 @@ class InceptionFeatures(nn.Module):
         return x.mean(dim=(2, 3))  # (B, 2048, h, w) -> (B, 2048)
 
 
-
-
 def load_inception(path: Path | str | None = None, image_size: int = 75,
                    device: torch.device | str = "cpu") -> InceptionFeatures:
     """The FID InceptionV3 from ``path`` (default: the installed package's file), in eval mode.
